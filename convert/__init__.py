@@ -1,0 +1,1 @@
+"""Keras → TFLite conversion with the model contract and a parity check."""

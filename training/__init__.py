@@ -1,0 +1,1 @@
+"""Dataset building, training and evaluation (workstation side; uses TensorFlow)."""
