@@ -1,0 +1,331 @@
+"""The gate's main loop: frame → faces → labels → decision → relay + event.
+
+:class:`Gate` owns one pass of that flow (:meth:`Gate.step`) and nothing else; every part
+(camera, detector, classifier, policy, door, outbox, MQTT link, journal) is built elsewhere
+and passed in, so tests hand it fakes or real parts without patching. :func:`serve` is the
+long-running process systemd starts: it builds the parts from settings, retries the ones that
+can fail at start (a missing or broken model, missing detector files) while holding the door
+locked, and shuts down cleanly on SIGTERM.
+
+Fail-secure everywhere: the relay is created released; a camera fault, a model fault, an
+exception in the loop or shutdown releases it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from gate.actuators import Door
+from gate.camera import FrameSource, open_camera
+from gate.classifier import MaskClassifier
+from gate.detector import BlazeFaceDetector, FaceDetector
+from gate.errors import AssetError, MaskgateError, ModelError
+from gate.events import Event
+from gate.health import write_status
+from gate.journal import Journal
+from gate.mqtt import MqttLink, read_password
+from gate.notify import Notifier
+from gate.outbox import Outbox
+from gate.policy import Decision, DecisionPolicy, FaceObservation
+from gate.settings import Settings
+from gate.snapshots import FaceSnapshots
+from gate.types import Frame
+
+log = logging.getLogger(__name__)
+
+#: How long one read waits for a frame before the loop checks the camera's health.
+FRAME_WAIT_S = 0.5
+#: Period of the STATUS line to systemd, the status file and the health message's local copy.
+STATUS_EVERY_S = 5.0
+STAGES = ("detect", "classify", "policy", "act")
+
+
+@dataclass
+class LoopStats:
+    """Counters and smoothed per-stage latencies, for health messages and the demo summary."""
+
+    started: float
+    frames: int = 0
+    faces: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    stage_total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    last_decision: dict[str, Any] | None = None
+
+    def record_stage(self, stage: str, seconds: float) -> None:
+        ms = seconds * 1000.0
+        self.stage_total_ms[stage] += ms
+        previous = self.stage_ms[stage]
+        self.stage_ms[stage] = ms if previous == 0.0 else 0.9 * previous + 0.1 * ms
+
+    def fps(self, now: float) -> float:
+        elapsed = now - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+class Gate:
+    """One door: reads frames and turns them into decisions, relay actions and events."""
+
+    def __init__(
+        self,
+        *,
+        gate_id: str,
+        camera: FrameSource,
+        detector: FaceDetector,
+        classifier: MaskClassifier,
+        policy: DecisionPolicy,
+        door: Door,
+        outbox: Outbox,
+        link: MqttLink | None = None,
+        journal: Journal | None = None,
+        snapshots: FaceSnapshots | None = None,
+        on_decision: Callable[[Decision, Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gate_id = gate_id
+        self.camera = camera
+        self.detector = detector
+        self.classifier = classifier
+        self.policy = policy
+        self.door = door
+        self.outbox = outbox
+        self.link = link
+        self.journal = journal
+        self.snapshots = snapshots
+        self.on_decision = on_decision
+        self.clock = clock
+        self.stats = LoopStats(started=clock())
+        self._camera_fault: str | None = None
+
+    # -- the flow, top to bottom -------------------------------------------------------------
+
+    def step(self) -> Decision | None:
+        """Process the newest frame, if any: returns the decision it completed, if any."""
+        frame = self.camera.read(timeout=FRAME_WAIT_S)
+        if frame is None:
+            self._watch_camera()
+            return None
+        self._camera_recovered()
+        self.stats.frames += 1
+
+        started = self.clock()
+        faces = self.detector.detect(frame.image)
+        detected = self.clock()
+        observations = [FaceObservation(face, self.classifier.classify(frame.image, face.box)) for face in faces]
+        classified = self.clock()
+        decision = self.policy.update(frame.timestamp, observations)
+        decided = self.clock()
+        self.stats.faces += len(faces)
+        self.stats.record_stage("detect", detected - started)
+        self.stats.record_stage("classify", classified - detected)
+        self.stats.record_stage("policy", decided - classified)
+        if decision is not None:
+            self._act(decision, frame)
+            self.stats.record_stage("act", self.clock() - decided)
+        return decision
+
+    def _act(self, decision: Decision, frame: Frame) -> None:
+        """Record the event durably first, then move the door, then tell everyone else."""
+        latency_ms = (self.clock() - decision.first_seen) * 1000.0
+        event = self.outbox.record(
+            Event.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, latency_ms=latency_ms)
+        )
+        if decision.verdict == "grant":
+            self.door.grant()
+        else:
+            self.door.deny()
+        if self.link is not None:
+            self.link.notify()
+        self.stats.verdicts[decision.verdict] += 1
+        self.stats.last_decision = {"verdict": decision.verdict, "reason": decision.reason, "time": event.time, "seq": event.seq}
+        labels = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
+        log.info(
+            "decision #%d %s (%s): %s; %.0f ms after the face appeared",
+            event.seq, decision.verdict.upper(), decision.reason, labels, latency_ms,
+            extra={"event_id": event.event_id, "verdict": decision.verdict, "reason": decision.reason},
+        )
+        if self.journal is not None:
+            self.journal.append(event.model_dump(mode="json"))
+        if self.snapshots is not None:
+            self.snapshots.save(frame.image, [o.detection.box for o in decision.faces], event.event_id)
+        if self.on_decision is not None:
+            self.on_decision(decision, event)
+
+    # -- camera health -----------------------------------------------------------------------
+
+    def _watch_camera(self) -> None:
+        status = self.camera.status
+        if status.state == "failed" and self._camera_fault is None:
+            self._camera_fault = status.detail
+            self.policy.reset()
+            self.door.fault(f"camera: {status.detail}")
+            log.error("camera failed (%s): door held locked until frames return", status.detail)
+
+    def _camera_recovered(self) -> None:
+        if self._camera_fault is not None:
+            log.info("camera recovered after: %s", self._camera_fault)
+            self._camera_fault = None
+            self.door.clear_fault()
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        now = self.clock()
+        camera = self.camera.status
+        return {
+            "gate_id": self.gate_id,
+            "uptime_s": round(now - self.stats.started, 1),
+            "fps": round(self.stats.fps(now), 2),
+            "frames": self.stats.frames,
+            "faces": self.stats.faces,
+            "stage_ms": {k: round(v, 2) for k, v in self.stats.stage_ms.items()},
+            "camera": {"state": camera.state, "detail": camera.detail, "dropped": camera.dropped, "stale": camera.stale, "reopens": camera.reopens},
+            "door": self.door.state,
+            "decisions": dict(self.stats.verdicts),
+            "last_decision": self.stats.last_decision,
+            "outbox": self.outbox.stats(),
+            "mqtt": self.link.status.as_dict() if self.link is not None else {"enabled": False},
+            "model_sha256": self.classifier.model_sha256,
+        }
+
+
+# -- the long-running process ----------------------------------------------------------------
+
+
+@contextmanager
+def shutdown_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT ask for a clean stop; a second SIGINT exits at once. Handlers restored after."""
+
+    def ask_stop(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def build_vision(settings: Settings) -> tuple[FaceDetector, MaskClassifier, DecisionPolicy]:
+    """The parts that read model files: may raise ModelError/AssetError, which serve() retries."""
+    detector = BlazeFaceDetector(settings.detector)
+    classifier = MaskClassifier.from_settings(settings.classifier)
+    policy = DecisionPolicy(settings.policy, classifier.min_confidence)
+    log.info(
+        "model %s (%s, %s, classes %s, sha256 %s…)",
+        settings.classifier.model, classifier.contract.preset, classifier.contract.quantization,
+        ", ".join(classifier.contract.output.classes), classifier.model_sha256[:12],
+    )
+    return detector, classifier, policy
+
+
+def _wait_for_vision(settings: Settings, door: Door, link: MqttLink | None, notifier: Notifier, stop: threading.Event):
+    """Build detector and classifier, retrying with backoff while the door stays locked."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return build_vision(settings)
+        except (ModelError, AssetError) as exc:
+            message = str(exc)
+            log.error("cannot start the vision pipeline: %s (door held locked; retrying in %.0f s)", message, delay)
+            door.fault(message)
+            notifier.status(f"FAULT: {message}")
+            if link is not None:
+                link.publish_state({"door": door.state, "model": {"ok": False, "error": message}})
+            deadline = time.monotonic() + delay
+            while not stop.is_set() and time.monotonic() < deadline:
+                notifier.watchdog()
+                stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 60.0)
+    return None
+
+
+def serve(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    until_camera_ends: bool = False,
+    on_decision: Callable[[Decision, Event], None] | None = None,
+    camera: FrameSource | None = None,
+) -> dict[str, Any]:
+    """Run the gate until stopped (or, for a file without loop, until it ends). Returns the last health."""
+    stop = stop or threading.Event()
+    notifier = Notifier.from_env()
+    state_dir = settings.gate.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    health: dict[str, Any] = {}
+    with Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
+        link = None
+        if settings.mqtt.enabled:
+            link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt))
+            link.on_unlock = lambda seconds: door.grant(seconds)
+            link.start()
+        door.on_exit_request = lambda: door.grant()
+        try:
+            vision = _wait_for_vision(settings, door, link, notifier, stop)
+            if vision is None:
+                return health
+            detector, classifier, policy = vision
+            journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
+            snapshots = (
+                FaceSnapshots(settings.state_path(settings.privacy.faces_dir), settings.privacy.retention_days)
+                if settings.privacy.save_faces
+                else None
+            )
+            with camera or open_camera(settings.camera) as source:
+                gate = Gate(
+                    gate_id=settings.gate.id, camera=source, detector=detector, classifier=classifier, policy=policy,
+                    door=door, outbox=outbox, link=link, journal=journal, snapshots=snapshots, on_decision=on_decision,
+                )
+                notifier.ready()
+                log.info("gate %s running: camera %s, rule %s", settings.gate.id, settings.camera.source, settings.policy.rule)
+                health = _loop(gate, settings, notifier, link, stop, until_camera_ends)
+        except Exception:
+            door.lock()
+            log.exception("gate loop crashed: door locked")
+            raise
+        finally:
+            notifier.stopping()
+            door.lock()
+            if link is not None:
+                link.stop()
+    return health
+
+
+def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, stop: threading.Event, until_camera_ends: bool) -> dict[str, Any]:
+    next_status = next_health = time.monotonic()
+    health = gate.health()
+    while not stop.is_set():
+        try:
+            gate.step()
+        except MaskgateError as exc:
+            gate.policy.reset()
+            gate.door.fault(str(exc))
+            log.error("frame skipped: %s (door held locked)", exc)
+        notifier.watchdog()
+        now = time.monotonic()
+        if now >= next_status:
+            health = gate.health()
+            write_status(settings.gate.state_dir, health)
+            notifier.status(f"{health['fps']:.1f} fps, camera {health['camera']['state']}, door {health['door']}, outbox {health['outbox']['pending']} pending")
+            next_status = now + STATUS_EVERY_S
+        if link is not None and now >= next_health:
+            link.publish_health(gate.health())
+            next_health = now + settings.mqtt.health_interval_s
+        if until_camera_ends and gate.camera.status.state == "ended":
+            break
+    health = gate.health()
+    write_status(settings.gate.state_dir, health)
+    return health

@@ -1,0 +1,33 @@
+"""Local JSON-lines journal of decisions: labels, scores and reasons, never images.
+
+It is for the installer on site (`tail -f var/decisions.jsonl`); the durable, acknowledged
+record that reaches the building is the outbox (:mod:`gate.outbox`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Journal:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one line and flush it; rotate to ``<name>.1`` past ``max_bytes``."""
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        try:
+            if self.path.exists() and self.path.stat().st_size + len(line) > self.max_bytes:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError as exc:  # a full disk must not stop the door
+            log.error("cannot write decision journal %s: %s", self.path, exc)
