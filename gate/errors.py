@@ -39,3 +39,7 @@ class BrokerError(MaskgateError, ConnectionError):
 
 class DatasetError(MaskgateError, ValueError):
     """A dataset folder is unusable (missing class, too few images)."""
+
+
+class StateError(MaskgateError, OSError):
+    """A file in the state directory (the outbox) is corrupt or not ours: refuse to start rather than lose it."""
