@@ -1,0 +1,212 @@
+"""Load a folder-per-class face-crop dataset and split it deterministically.
+
+Every image goes through :func:`gate.preprocess.read_image_rgb` and
+:func:`gate.preprocess.model_input`, the same path the gate uses at the door, so the
+model never learns from pixels it will not see in service. Images are already face crops.
+
+The split depends only on the *names* of the readable files and the seed (names are
+sorted before shuffling), so the same files and seed give the same split whatever order
+the file system lists them in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gate.errors import DatasetError, ImageError
+from gate.preprocess import model_input, read_image_rgb
+
+log = logging.getLogger(__name__)
+
+#: Canonical class order; a 2-class model uses the first two.
+CLASS_ORDER = ("with_mask", "without_mask", "incorrect_mask")
+
+#: Extensions OpenCV decodes; other files in a class folder (notes, .DS_Store) are ignored.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
+     ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
+)
+
+SPLIT_NAMES = ("train", "val", "test")
+_SPLIT_WORDS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """The class names of a ``num_classes`` model, in output order."""
+    if num_classes not in (2, 3):
+        raise DatasetError(f"a maskgate model has 2 or 3 classes, not {num_classes}")
+    return CLASS_ORDER[:num_classes]
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Images per class in each split (the original used 1000/500/500)."""
+
+    train: int = 1000
+    val: int = 500
+    test: int = 500
+
+    @property
+    def total(self) -> int:
+        return self.train + self.val + self.test
+
+    def describe(self) -> str:
+        return " + ".join(f"{getattr(self, name)} {_SPLIT_WORDS[name]}" for name in SPLIT_NAMES)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """One split: images (uint8 N×H×W×3 RGB), integer labels and the source files (relative)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    files: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The train/val/test subsets plus what was skipped while loading."""
+
+    dataset_dir: Path
+    classes: tuple[str, ...]
+    image_size: int
+    seed: int
+    train: Subset
+    val: Subset
+    test: Subset
+    skipped: tuple[str, ...]
+
+    def subset(self, name: str) -> Subset:
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per class in each split, e.g. ``{"train": {"with_mask": 1000, ...}, ...}``."""
+        return {
+            name: {
+                cls: int(np.sum(self.subset(name).labels == index))
+                for index, cls in enumerate(self.classes)
+            }
+            for name in SPLIT_NAMES
+        }
+
+    def file_lists(self) -> dict:
+        """What ``split.json`` holds: enough for conversion/benchmarks to reuse the test images."""
+        return {
+            "dataset_dir": str(self.dataset_dir),
+            "classes": list(self.classes),
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "skipped": list(self.skipped),
+            **{
+                name: [
+                    {"file": file, "label": self.classes[int(label)]}
+                    for file, label in zip(self.subset(name).files, self.subset(name).labels)
+                ]
+                for name in SPLIT_NAMES
+            },
+        }
+
+    def save_file_lists(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.file_lists(), indent=1) + "\n")
+        return path
+
+
+def list_class_files(dataset_dir: Path, classes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Image files per class folder (recursive), sorted by relative path."""
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise DatasetError(f"dataset folder {dataset_dir} does not exist")
+    present = sorted(p.name for p in dataset_dir.iterdir() if p.is_dir())
+    files = {}
+    for cls in classes:
+        folder = dataset_dir / cls
+        if not folder.is_dir():
+            raise DatasetError(
+                f"class '{cls}' not found in {dataset_dir} (found: {', '.join(present) or 'nothing'})"
+            )
+        files[cls] = sorted(
+            (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: p.relative_to(folder).as_posix(),
+        )
+    return files
+
+
+def _decode(path: Path, size: int) -> np.ndarray | None:
+    try:
+        return model_input(read_image_rgb(path), (size, size))
+    except ImageError as exc:
+        log.debug("skipping %s", exc)
+        return None
+
+
+def _subset(rows: list[tuple[np.ndarray, str, int]], image_size: int) -> Subset:
+    empty = np.zeros((0, image_size, image_size, 3), np.uint8)
+    return Subset(
+        images=np.stack([image for image, _, _ in rows]) if rows else empty,
+        labels=np.array([label for _, _, label in rows], dtype=np.int32),
+        files=tuple(file for _, file, _ in rows),
+    )
+
+
+def load_split(
+    dataset_dir: str | Path,
+    classes: tuple[str, ...],
+    image_size: int,
+    sizes: SplitSizes = SplitSizes(),
+    seed: int = 0,
+    workers: int = 2,
+) -> Split:
+    """Decode every image of ``classes`` at ``image_size`` and split each class by ``sizes``.
+
+    Unreadable files are skipped and reported (never fatal); a class with fewer readable
+    images than ``sizes.total`` is a :class:`DatasetError` naming the numbers.
+    """
+    dataset_dir = Path(dataset_dir)
+    files = list_class_files(dataset_dir, classes)
+    parts: dict[str, list[tuple[np.ndarray, int, str]]] = {name: [] for name in SPLIT_NAMES}
+    skipped: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index, cls in enumerate(classes):
+            images = list(pool.map(lambda p: _decode(p, image_size), files[cls]))
+            readable = [
+                (image, path.relative_to(dataset_dir).as_posix())
+                for image, path in zip(images, files[cls])
+                if image is not None
+            ]
+            skipped += [
+                path.relative_to(dataset_dir).as_posix()
+                for image, path in zip(images, files[cls])
+                if image is None
+            ]
+            if len(readable) < sizes.total:
+                raise DatasetError(
+                    f"class '{cls}' has {len(readable)} readable images, the split needs "
+                    f"{sizes.total} ({sizes.describe()})"
+                )
+            order = np.random.default_rng([seed, index]).permutation(len(readable))
+            start = 0
+            for name in SPLIT_NAMES:
+                count = getattr(sizes, name)
+                parts[name] += [(*readable[i], index) for i in order[start : start + count]]
+                start += count
+            log.info("class %s: %d readable images, %d used", cls, len(readable), sizes.total)
+    if skipped:
+        log.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped))
+    log.info(
+        "loaded %s at %dpx: %d train, %d val, %d test images (%d skipped)",
+        dataset_dir, image_size, *(len(parts[name]) for name in SPLIT_NAMES), len(skipped),
+    )
+    subsets = {name: _subset(parts[name], image_size) for name in SPLIT_NAMES}
+    return Split(
+        dataset_dir=dataset_dir, classes=tuple(classes), image_size=image_size, seed=seed,
+        skipped=tuple(skipped), **subsets,
+    )
