@@ -1,0 +1,126 @@
+"""MaskClassifier: same answers as Keras through every quantisation, contract-driven input and output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convert.convert import convert_model
+from gate.classifier import MaskClassifier
+from gate.contract import InputSpec, ModelContract, OutputSpec, file_sha256, write_contract
+from gate.errors import ModelError
+from gate.settings import ClassifierSettings
+from gate.types import Box
+from tests.fixtures_models import SIZE, TinyRun, tiny_model, tiny_models, tiny_run  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _probabilities(classifier: MaskClassifier, images: np.ndarray) -> np.ndarray:
+    return np.array([[c.scores[n] for n in classifier.classes] for c in map(classifier.classify, images)])
+
+
+def _contracted(model, path: Path, classes: tuple[str, ...], activation: str, pixel_range=(0.0, 255.0)) -> Path:
+    """Float32-convert a Keras model by hand and write a contract for it."""
+    path.write_bytes(convert_model(model, "float32"))
+    write_contract(path, ModelContract(
+        model_sha256=file_sha256(path),
+        input=InputSpec(height=SIZE, width=SIZE, pixel_range=pixel_range),
+        output=OutputSpec(activation=activation, classes=classes),
+        quantization="float32",
+        preset="test",
+    ))
+    return path
+
+
+def test_float32_model_gives_the_keras_probabilities(tiny_run: TinyRun, tiny_models: dict[str, Path]) -> None:
+    classifier = MaskClassifier(tiny_models["float32"])
+    expected = tiny_run.model.predict(tiny_run.test_images.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(_probabilities(classifier, tiny_run.test_images), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("int8", np.int8), ("uint8", np.uint8)])
+def test_integer_models_take_integer_input_and_agree_with_keras(
+    tiny_run: TinyRun, tiny_models: dict[str, Path], name: str, dtype: type
+) -> None:
+    classifier = MaskClassifier(tiny_models[name])
+    interpreter = classifier._interpreter
+    assert interpreter.get_input_details()[0]["dtype"] == dtype
+    assert interpreter.get_output_details()[0]["dtype"] == dtype
+    expected = tiny_run.model.predict(tiny_run.test_images.astype(np.float32), verbose=0)
+    actual = _probabilities(classifier, tiny_run.test_images)
+    assert np.mean(actual.argmax(1) == expected.argmax(1)) >= 0.95
+    assert np.abs(actual - expected).max() < 0.1
+
+
+def test_box_is_cropped_with_the_contract_margin(tiny_run: TinyRun, tiny_models: dict[str, Path]) -> None:
+    """A face pasted into a larger frame is labelled from its crop, as from the bare face."""
+    classifier = MaskClassifier(tiny_models["float32"])
+    index = int(np.flatnonzero(tiny_run.test_labels == 2)[0])
+    face = cv2.resize(tiny_run.test_images[index], (80, 80), interpolation=cv2.INTER_NEAREST)
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    frame[100:180, 150:230] = face
+    result = classifier.classify(frame, Box(150, 100, 80, 80))
+    assert result.label == "incorrect_mask"
+
+
+def test_sigmoid_output_becomes_two_class_scores(tiny_run: TinyRun, tmp_path: Path) -> None:
+    model = tiny_model(num_outputs=1, activation="sigmoid")
+    path = _contracted(model, tmp_path / "sig.tflite", ("with_mask", "without_mask"), "sigmoid")
+    classifier = MaskClassifier(path)
+    image = tiny_run.test_images[0]
+    p = float(model.predict(image[None].astype(np.float32), verbose=0)[0, 0])
+    result = classifier.classify(image)
+    assert result.scores["without_mask"] == pytest.approx(p, abs=1e-5)
+    assert result.scores["with_mask"] == pytest.approx(1 - p, abs=1e-5)
+    assert result.label == ("without_mask" if p > 0.5 else "with_mask")
+
+
+def test_pixel_range_from_the_contract_is_applied(tiny_run: TinyRun, tmp_path: Path) -> None:
+    """A model without a Rescaling layer, contracted for [0, 1] input, sees pixels / 255."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    path = _contracted(model, tmp_path / "unit.tflite", ("with_mask", "without_mask", "incorrect_mask"),
+                       "softmax", pixel_range=(0.0, 1.0))
+    images = tiny_run.test_images[:5]
+    expected = model.predict(images.astype(np.float32) / 255.0, verbose=0)
+    np.testing.assert_allclose(_probabilities(MaskClassifier(path), images), expected, atol=1e-5)
+
+
+def test_properties_and_threshold_override(tiny_models: dict[str, Path]) -> None:
+    path = tiny_models["int8"]
+    classifier = MaskClassifier(path)
+    assert classifier.input_size == (SIZE, SIZE)
+    assert classifier.model_sha256 == file_sha256(path)
+    assert classifier.min_confidence == classifier.contract.thresholds.min_confidence
+    tuned = MaskClassifier.from_settings(ClassifierSettings(model=path, threads=2, min_confidence=0.85))
+    assert tuned.min_confidence == 0.85
+
+
+def _not_tflite(kind: str, tmp_path: Path, tiny_models: dict[str, Path]) -> Path:
+    path = tmp_path / f"{kind}.tflite"
+    if kind == "text":
+        path.write_text("this is a text file, not a model\n")
+    elif kind == "png":
+        ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+        path.write_bytes(png.tobytes())
+    elif kind == "truncated":
+        path.write_bytes(tiny_models["int8"].read_bytes()[:600])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "png", "truncated", "empty", "missing"])
+def test_a_file_that_is_not_a_tflite_model_is_refused(kind: str, tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    path = _not_tflite(kind, tmp_path, tiny_models)
+    with pytest.raises(ModelError, match=str(path.name)) as caught:
+        MaskClassifier(path)
+    assert "contract" not in str(caught.value)
