@@ -1,0 +1,105 @@
+"""Training-time augmentation, applied in the tf.data pipeline (never inside the model).
+
+Keeping augmentation out of the model means the saved ``model.keras`` — and the TFLite
+file converted from it — contains no augmentation ops at all; the converter never has to
+prove they are identities. The geometric part is the original recipe (rotation 40°, shift
+0.2, shear 0.2, zoom 0.2, horizontal flip); the photometric part imitates door cameras:
+exposure and colour changes, defocus, sensor noise, JPEG artefacts from cheap streams,
+and greyscale frames from IR night mode.
+
+Images travel as float32 RGB in [0, 255] (the models rescale internally).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+#: Layer names all start with this, so tests can prove none ended up in a saved model.
+NAME_PREFIX = "augment_"
+
+
+class RandomJpegQuality(keras.layers.Layer):
+    """Re-encode a random share of the images as JPEG at a random quality (training only)."""
+
+    def __init__(self, probability: float = 0.5, min_quality: int = 25, max_quality: int = 95,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.min_quality = min_quality
+        self.max_quality = max_quality
+        self.seed = seed
+
+    def _one(self, image: tf.Tensor) -> tf.Tensor:
+        unit = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+        degraded = tf.image.random_jpeg_quality(unit, self.min_quality, self.max_quality, seed=self.seed)
+        apply = tf.random.uniform([], seed=self.seed) < self.probability
+        return tf.where(apply, degraded * 255.0, image)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        if images.shape.rank == 3:
+            return self._one(images)
+        return tf.map_fn(self._one, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed,
+                "min_quality": self.min_quality, "max_quality": self.max_quality}
+
+
+class RandomSensorNoise(keras.layers.Layer):
+    """Gaussian pixel noise with a per-image random strength (0..``max_stddev`` grey levels)."""
+
+    def __init__(self, max_stddev: float = 8.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_stddev = max_stddev
+        self.seed = seed
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch_shape = tf.concat([tf.shape(images)[:-3], [1, 1, 1]], axis=0)
+        stddev = tf.random.uniform(batch_shape, 0.0, self.max_stddev, seed=self.seed)
+        noise = tf.random.normal(tf.shape(images), seed=self.seed) * stddev
+        return tf.clip_by_value(images + noise, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_stddev": self.max_stddev, "seed": self.seed}
+
+
+def make_augmenter(seed: int = 0) -> keras.Sequential:
+    """The augmentation stage: call it with ``training=True``; with ``training=False`` it is the identity."""
+
+    def name(suffix: str) -> str:
+        return NAME_PREFIX + suffix
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(40 / 360, fill_mode="nearest", seed=seed, name=name("rotation")),
+            keras.layers.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed + 1, name=name("shift")),
+            keras.layers.RandomShear(0.2, 0.2, fill_mode="nearest", seed=seed + 2, name=name("shear")),
+            keras.layers.RandomZoom(0.2, 0.2, fill_mode="nearest", seed=seed + 3, name=name("zoom")),
+            keras.layers.RandomFlip("horizontal", seed=seed + 4, name=name("flip")),
+            keras.layers.RandomColorJitter(
+                value_range=(0, 255), brightness_factor=0.25, contrast_factor=0.3,
+                saturation_factor=(0.3, 0.7), hue_factor=0.05, seed=seed + 5, name=name("color_jitter"),
+            ),
+            keras.layers.RandomGaussianBlur(
+                factor=1.0, kernel_size=5, sigma=(0.1, 1.5), value_range=(0, 255),
+                seed=seed + 6, name=name("blur"),
+            ),
+            RandomSensorNoise(8.0, seed=seed + 7, name=name("noise")),
+            RandomJpegQuality(0.5, seed=seed + 8, name=name("jpeg")),
+            keras.layers.RandomGrayscale(0.1, seed=seed + 9, name=name("grayscale")),
+        ],
+        name=name("pipeline"),
+    )

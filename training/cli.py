@@ -1,0 +1,170 @@
+"""``maskgate-train``: build the dataset, make the door clip, train, and show a run's report.
+
+Each subcommand imports its machinery only when it runs, so ``--help`` is instant and one
+missing piece does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from gate.errors import MaskgateError
+
+log = logging.getLogger(__name__)
+
+#: The presets of training.models, repeated here so ``--help`` needs no TensorFlow (a test keeps them equal).
+PRESET_CHOICES = ("seed", "compact", "compact-s", "compact-l")
+
+
+def _build_dataset(args: argparse.Namespace) -> int:
+    from training.builder import BuildConfig, build_dataset
+    from training.dataset import class_names
+
+    options = {"out_dir": args.out, "per_class": args.per_class, "classes": class_names(args.classes),
+               "seed": args.seed, "size": args.size, "gan_faces": not args.no_gan_faces}
+    if args.own_faces:
+        options["own_faces_dir"] = args.own_faces
+    if args.assets_dir:
+        options["assets_dir"] = args.assets_dir
+    summary = build_dataset(BuildConfig(**options))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _door_clip(args: argparse.Namespace) -> int:
+    from training.door_clip import make_door_clip
+
+    summary = make_door_clip(args.out, seed=args.seed)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from training.dataset import SplitSizes
+    from training.train import TrainConfig
+
+    return TrainConfig(
+        dataset_dir=args.dataset, out_dir=args.out, preset=args.preset, classes=args.classes,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
+        steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
+        split=SplitSizes(args.train_per_class, args.val_per_class, args.test_per_class),
+        patience=args.patience, label_smoothing=args.label_smoothing, augment=not args.no_augment,
+        overwrite=args.overwrite,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import run
+
+    run_dir = run(_train_config(args))
+    return _print_report(run_dir)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from training.train import compare_variants
+
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(PRESET_CHOICES))
+    if unknown:
+        raise SystemExit(f"unknown --variants {', '.join(unknown)} (choose from {', '.join(PRESET_CHOICES)})")
+    table = compare_variants(_train_config(args), variants,
+                             [int(size) for size in args.sizes.split(",")])
+    print(table.read_text())
+    print(f"comparison table: {table}")
+    return 0
+
+
+def _print_report(run_dir: Path) -> int:
+    from training.report import where
+
+    files = where(run_dir)
+    if "metrics" not in files:
+        print(f"{run_dir}: no metrics.json — not a finished training run", file=sys.stderr)
+        return 1
+    metrics = json.loads(files["metrics"].read_text())
+    print(f"run: {run_dir}")
+    print(f"test accuracy {metrics['accuracy']:.4f}  loss {metrics['loss']:.4f}  on {metrics['n_test']} images")
+    for cls, values in metrics["per_class"].items():
+        print(f"  {cls:15s} precision {values['precision']:.4f}  recall {values['recall']:.4f}  "
+              f"f1 {values['f1']:.4f}")
+    for kind, path in files.items():
+        print(f"{kind:22s} {path}")
+    return 0
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", type=Path, required=True, help="folder with one sub-folder per class")
+    parser.add_argument("--out", type=Path, required=True, help="run directory to create")
+    parser.add_argument("--classes", type=int, choices=(2, 3), default=3)
+    parser.add_argument("--input-size", type=int, help="square input in px (default: preset's)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, help="default: preset's (seed 20, compact 32)")
+    parser.add_argument("--steps-per-epoch", type=int,
+                        help="default: preset's (seed 100, compact one pass over the training split)")
+    parser.add_argument("--learning-rate", type=float, help="default: preset's (seed 1e-4, compact 2e-3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-per-class", type=int, default=1000)
+    parser.add_argument("--val-per-class", type=int, default=500)
+    parser.add_argument("--test-per-class", type=int, default=500)
+    parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskgate-train", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-dataset", help="generate the synthetic face-crop dataset")
+    build.add_argument("--out", type=Path, default=Path("data/facemask-3c"))
+    build.add_argument("--per-class", type=int, default=2000)
+    build.add_argument("--classes", type=int, choices=(2, 3), default=3)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--size", type=int, default=128, help="side of the saved crops in px")
+    build.add_argument("--own-faces", type=Path, help="folder of your own face photos to include")
+    build.add_argument("--no-gan-faces", action="store_true", help="do not generate GAN faces")
+    build.add_argument("--assets-dir", type=Path, help="where third-party assets live (default: assets/)")
+    build.set_defaults(handler=_build_dataset)
+
+    clip = commands.add_parser("door-clip", help="render the synthetic door-camera test video")
+    clip.add_argument("--out", type=Path, default=Path("data/door_clip.mp4"))
+    clip.add_argument("--seed", type=int, default=7)
+    clip.set_defaults(handler=_door_clip)
+
+    train = commands.add_parser("train", help="train one model and write its report")
+    train.add_argument("--preset", choices=PRESET_CHOICES, default="compact")
+    _add_train_arguments(train)
+    train.set_defaults(handler=_train)
+
+    compare = commands.add_parser("compare", help="train compact variants briefly; write comparison.json")
+    compare.add_argument("--variants", default="compact-s,compact,compact-l")
+    compare.add_argument("--sizes", default="96", help="comma-separated input sizes, e.g. 96,128")
+    _add_train_arguments(compare)
+    compare.set_defaults(handler=_compare, preset="compact")
+
+    report = commands.add_parser("report", help="show where a run's report is and its headline metrics")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(handler=lambda args: _print_report(args.run_dir))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (MaskgateError, FileExistsError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Model presets. Every model starts with Rescaling(1/255): its input is raw RGB in [0, 255].
+
+* ``seed`` — the original project's network, layer for layer, for a like-for-like baseline.
+* ``compact`` — what a Raspberry Pi runs: a small MobileNet-style stack of depthwise-separable
+  blocks. ``compact-s`` and ``compact-l`` are the narrower/wider variants it was chosen
+  against (``maskgate-train compare``; see docs/training.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from gate.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a preset trains: what train.py uses when the user does not override a value."""
+
+    input_size: int
+    batch_size: int
+    learning_rate: float
+    steps_per_epoch: int | None  # None: one pass over the training split
+    activation: str  # "sigmoid" (one unit = P(classes[1])) or "softmax"
+
+
+SEED_RECIPE = Recipe(input_size=224, batch_size=20, learning_rate=1e-4, steps_per_epoch=100,
+                     activation="sigmoid")
+COMPACT_RECIPE = Recipe(input_size=96, batch_size=32, learning_rate=2e-3, steps_per_epoch=None,
+                        activation="softmax")
+
+#: Depthwise-separable blocks per compact variant: (output channels, stride).
+_COMPACT_BLOCKS = {
+    "compact-s": (16, ((24, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2))),
+    "compact": (24, ((32, 1), (48, 2), (48, 1), (96, 2), (96, 1), (160, 2), (160, 1))),
+    "compact-l": (32, ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))),
+}
+
+PRESETS = ("seed", *_COMPACT_BLOCKS)
+
+
+def recipe(preset: str) -> Recipe:
+    _check_preset(preset)
+    return SEED_RECIPE if preset == "seed" else COMPACT_RECIPE
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r} (choose from {', '.join(PRESETS)})")
+
+
+def make_model(preset: str, num_classes: int, input_size: int | None = None) -> keras.Model:
+    """An uncompiled model of ``preset`` for ``num_classes`` classes at ``input_size`` px (square)."""
+    _check_preset(preset)
+    size = input_size or recipe(preset).input_size
+    if preset == "seed":
+        return _seed_model(num_classes, size)
+    return _compact_model(preset, num_classes, size)
+
+
+def compile_model(model: keras.Model, preset: str, learning_rate: float,
+                  label_smoothing: float = 0.0) -> keras.Model:
+    """Optimizer and loss of the preset: RMSprop + binary CE (seed), Adam + categorical CE (compact)."""
+    if recipe(preset).activation == "sigmoid":
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+                      loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+                      metrics=["accuracy"])
+    elif label_smoothing:
+        # Label smoothing needs one-hot targets; train.py feeds them when smoothing is on.
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                      metrics=["accuracy"])
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"])
+    return model
+
+
+def _seed_model(num_classes: int, size: int) -> keras.Model:
+    """The original: four conv/max-pool stages, dropout, dense 512, one sigmoid unit."""
+    if num_classes != 2:
+        raise DatasetError(
+            f"the seed preset is the original binary model (with_mask/without_mask); "
+            f"it cannot learn {num_classes} classes — use --preset compact"
+        )
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            layers.Rescaling(1.0 / 255),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(1, activation="sigmoid"),
+        ],
+        name="seed",
+    )
+
+
+def _conv_bn(x, filters: int, stride: int, name: str):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu6")(x)
+
+
+def _separable_block(x, filters: int, stride: int, name: str):
+    """Depthwise 3×3 then pointwise 1×1, each with BN + ReLU6 (MobileNet v1 block; int8-friendly)."""
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(6.0, name=f"{name}_dw_relu6")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_pw_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_pw_relu6")(x)
+
+
+def _compact_model(preset: str, num_classes: int, size: int) -> keras.Model:
+    stem, blocks = _COMPACT_BLOCKS[preset]
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = _conv_bn(x, stem, 2, "stem")
+    for index, (filters, stride) in enumerate(blocks, start=1):
+        x = _separable_block(x, filters, stride, f"block{index}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs, name=preset.replace("-", "_"))
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass (conv, depthwise, separable and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer)
+            continue
+        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D,
+                                  layers.Dense)):
+            continue
+        in_shape, out_shape = layer.input.shape, layer.output.shape
+        positions = 1
+        for dim in out_shape[1:-1]:
+            positions *= dim
+        in_channels, out_channels = in_shape[-1], out_shape[-1]
+        if isinstance(layer, layers.Dense):
+            total += positions * in_channels * out_channels
+            continue
+        kernel_area = layer.kernel_size[0] * layer.kernel_size[1]
+        if isinstance(layer, layers.DepthwiseConv2D):
+            total += positions * kernel_area * in_channels * layer.depth_multiplier
+        elif isinstance(layer, layers.SeparableConv2D):
+            depthwise = in_channels * layer.depth_multiplier
+            total += positions * (kernel_area * depthwise + depthwise * out_channels)
+        else:
+            total += positions * kernel_area * (in_channels // layer.groups) * out_channels
+    return int(total)

@@ -1,0 +1,267 @@
+"""One training run: data → augmentation → model → fit → test evaluation → report.
+
+Everything a later step needs lands in the run directory: ``model.keras`` (best
+validation loss), ``history.json``, ``split.json`` (which files were train/val/test, so
+conversion and benchmarks evaluate on the same test images), ``run.json`` (what was
+trained, on what, how big, how long) and the report files of :mod:`training.report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gate.errors import DatasetError
+from gate.preprocess import DEFAULT_CROP_MARGIN
+from training import report
+from training.augment import make_augmenter
+from training.dataset import Split, SplitSizes, class_names, load_split
+from training.models import compile_model, count_macs, make_model, recipe
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run. ``None`` means "the preset's recipe" (see training.models)."""
+
+    dataset_dir: Path
+    out_dir: Path
+    preset: str = "compact"
+    classes: int = 3
+    input_size: int | None = None
+    epochs: int = 30
+    batch_size: int | None = None
+    steps_per_epoch: int | None = None
+    learning_rate: float | None = None
+    seed: int = 0
+    split: SplitSizes = field(default_factory=SplitSizes)
+    patience: int | None = 8  # early stopping on val_loss; None or 0 = train all epochs
+    label_smoothing: float = 0.0
+    augment: bool = True
+    overwrite: bool = False
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` filled from the preset's recipe, validated."""
+        base = recipe(self.preset)
+        config = dataclasses.replace(
+            self,
+            dataset_dir=Path(self.dataset_dir),
+            out_dir=Path(self.out_dir),
+            input_size=self.input_size or base.input_size,
+            batch_size=self.batch_size or base.batch_size,
+            learning_rate=self.learning_rate or base.learning_rate,
+            steps_per_epoch=self.steps_per_epoch or base.steps_per_epoch,
+        )
+        class_names(config.classes)
+        for name in ("train", "val", "test"):
+            if getattr(config.split, name) < 1:
+                raise DatasetError(f"the {name} split needs at least 1 image per class")
+        if config.epochs < 1 or config.batch_size < 1 or config.input_size < 16:
+            raise ValueError("epochs and batch size must be ≥ 1 and the input size ≥ 16 px")
+        return config
+
+    def as_json(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["dataset_dir"], values["out_dir"] = str(self.dataset_dir), str(self.out_dir)
+        return values
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch (fit runs silently) and the epoch durations for run.json."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.monotonic() - self._started)
+        logs = logs or {}
+        log.info(
+            "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  (%.1f s)",
+            epoch + 1, self.epochs, logs.get("loss", math.nan), logs.get("accuracy", math.nan),
+            logs.get("val_loss", math.nan), logs.get("val_accuracy", math.nan), self.seconds[-1],
+        )
+
+
+def _targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Labels in the form the preset's loss wants."""
+    if recipe(config.preset).activation == "sigmoid":
+        return labels.astype(np.float32).reshape(-1, 1)
+    if config.label_smoothing:
+        return np.eye(config.classes, dtype=np.float32)[labels]
+    return labels
+
+
+def training_dataset(images: np.ndarray, targets: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
+    """Shuffled, endlessly repeated, augmented batches (sequential map keeps the seed meaningful)."""
+    augmenter = make_augmenter(config.seed) if config.augment else None
+
+    def prepare(batch, target):
+        batch = tf.cast(batch, tf.float32)
+        return (augmenter(batch, training=True) if augmenter else batch), target
+
+    return (
+        tf.data.Dataset.from_tensor_slices((images, targets))
+        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(config.batch_size)
+        .map(prepare)
+        .prefetch(2)
+    )
+
+
+def evaluation_dataset(images: np.ndarray, targets: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((images, targets)).batch(batch_size).map(
+        lambda batch, target: (tf.cast(batch, tf.float32), target)
+    )
+
+
+def class_probabilities(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """N×classes probabilities; a sigmoid model's single unit becomes [P(class 0), P(class 1)]."""
+    output = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    if output.shape[1] == 1:
+        output = np.concatenate([1.0 - output, output], axis=1)
+    return output
+
+
+def dataset_fingerprint(dataset_dir: Path) -> dict:
+    manifest = dataset_dir / MANIFEST_NAME
+    return {
+        "path": str(dataset_dir.resolve()),
+        "manifest": str(manifest) if manifest.is_file() else None,
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None,
+    }
+
+
+def _prepare_run_dir(config: TrainConfig) -> Path:
+    run_dir = config.out_dir
+    if (run_dir / "run.json").exists() and not config.overwrite:
+        raise FileExistsError(f"{run_dir} already holds a training run; choose another --out or pass --overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def run(config: TrainConfig) -> Path:
+    """Train, evaluate and report one run; returns the run directory."""
+    config = config.resolved()
+    classes = class_names(config.classes)
+    make_model(config.preset, config.classes, config.input_size)  # refuse a bad preset/classes pair before loading data
+    run_dir = _prepare_run_dir(config)
+    keras.utils.set_random_seed(config.seed)
+    log.info("run %s: preset %s, %d classes, %dpx, data %s", run_dir, config.preset, config.classes,
+             config.input_size, config.dataset_dir)
+
+    split = load_split(config.dataset_dir, classes, config.input_size, config.split, config.seed)
+    split.save_file_lists(run_dir / "split.json")
+
+    model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
+                          config.learning_rate, config.label_smoothing)
+    steps = config.steps_per_epoch or math.ceil(len(split.train) / config.batch_size)
+    epoch_log = EpochLog(config.epochs)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True),
+        epoch_log,
+    ]
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                       restore_best_weights=True))
+    log.info("training %s (%d params, %.1f M MACs): %d steps × batch %d per epoch, up to %d epochs",
+             model.name, model.count_params(), count_macs(model) / 1e6, steps, config.batch_size, config.epochs)
+    started = time.monotonic()
+    fit = model.fit(
+        training_dataset(split.train.images, _targets(split.train.labels, config), config),
+        steps_per_epoch=steps,
+        epochs=config.epochs,
+        validation_data=evaluation_dataset(split.val.images, _targets(split.val.labels, config), config.batch_size),
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded)
+        verbose=0,
+    )
+    training_seconds = time.monotonic() - started
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    history["epoch_seconds"] = epoch_log.seconds
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+
+    best = keras.models.load_model(run_dir / "model.keras")
+    metrics = evaluate(best, split, config, history, run_dir)
+    _write_run_json(run_dir, config, split, best, history, metrics, training_seconds)
+    return run_dir
+
+
+def evaluate(model: keras.Model, split: Split, config: TrainConfig, history: dict, run_dir: Path) -> dict:
+    """Test-split metrics of the best checkpoint, plus the report files."""
+    test = split.test
+    loss = model.evaluate(evaluation_dataset(test.images, _targets(test.labels, config), config.batch_size),
+                          verbose=0)[0]
+    probabilities = class_probabilities(model, test.images, config.batch_size)
+    return report.write_report(run_dir, history, test.labels, probabilities, split.classes, test.images, loss)
+
+
+def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: keras.Model,
+                    history: dict, metrics: dict, training_seconds: float) -> None:
+    val_losses = history.get("val_loss", [])
+    info = {
+        "preset": config.preset,
+        "classes": list(split.classes),
+        "activation": recipe(config.preset).activation,
+        "input_size": config.input_size,
+        "color_order": "RGB",
+        "pixel_range": [0.0, 255.0],
+        "crop_margin": DEFAULT_CROP_MARGIN,
+        "config": config.as_json(),
+        "dataset": {**dataset_fingerprint(config.dataset_dir), "counts": split.counts(),
+                    "skipped_files": len(split.skipped)},
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "epochs_run": len(val_losses),
+        "best_epoch": int(np.argmin(val_losses)) + 1 if val_losses else None,
+        "training_seconds": round(training_seconds, 1),
+        "test_accuracy": metrics["accuracy"],
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+    }
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    log.info("run saved in %s (test accuracy %.4f)", run_dir, metrics["accuracy"])
+
+
+def compare_variants(base: TrainConfig, presets: list[str], input_sizes: list[int]) -> Path:
+    """Train each preset × input size with ``base``'s settings; write ``comparison.json`` in base.out_dir.
+
+    This is how the default ``compact`` variant was chosen: validation accuracy against cost.
+    """
+    rows = []
+    for preset in presets:
+        for size in input_sizes:
+            run_dir = run(dataclasses.replace(base, preset=preset, input_size=size,
+                                              out_dir=Path(base.out_dir) / f"{preset}-{size}px"))
+            info = json.loads((run_dir / "run.json").read_text())
+            history = json.loads((run_dir / "history.json").read_text())
+            rows.append({
+                "preset": preset, "input_size": size, "params": info["params"], "macs": info["macs"],
+                "best_val_accuracy": max(history["val_accuracy"]), "best_val_loss": min(history["val_loss"]),
+                "test_accuracy": info["test_accuracy"], "epochs_run": info["epochs_run"],
+                "seconds_per_epoch": round(float(np.mean(history["epoch_seconds"])), 1),
+                "run_dir": str(run_dir),
+            })
+            log.info("compare: %s", rows[-1])
+    table = Path(base.out_dir) / "comparison.json"
+    table.write_text(json.dumps(rows, indent=2) + "\n")
+    return table
