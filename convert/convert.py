@@ -114,7 +114,13 @@ class TrainingRun:
 
     @property
     def activation(self) -> str:
+        """Read off the model itself: one output unit can only be a sigmoid."""
         return "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
+
+    @property
+    def pixel_range(self) -> tuple[float, float]:
+        low, high = self.config.get("pixel_range", (0.0, 255.0))
+        return (float(low), float(high))
 
     @property
     def preset(self) -> str:
@@ -150,16 +156,21 @@ def load_run(run_dir: str | Path) -> TrainingRun:
         raise ModelError(f"{run_dir / 'model.keras'}: cannot load the Keras model ({exc})") from exc
     run = TrainingRun(run_dir, model, config, metrics, split)
     outputs = 1 if run.activation == "sigmoid" else len(run.classes)
-    if model.output_shape[-1] != outputs:
+    if model.output_shape[-1] != outputs or config.get("activation", run.activation) != run.activation:
         raise ModelError(
-            f"{run_dir}: model outputs {model.output_shape[-1]} values, run.json lists classes {list(run.classes)}"
+            f"{run_dir}: model outputs {model.output_shape[-1]} value(s), but run.json says "
+            f"{config.get('activation', 'softmax')} over classes {list(run.classes)}"
         )
     return run
 
 
 def _dataset_dir(run: TrainingRun) -> Path:
+    """The dataset folder as recorded at training time (relative paths: to here, or absolute in run.json)."""
     recorded = Path(run.split["dataset_dir"])
-    candidates = [recorded] if recorded.is_absolute() else [Path.cwd() / recorded, run.run_dir / recorded]
+    candidates = [recorded]
+    dataset = run.config.get("dataset")
+    if not recorded.is_absolute() and isinstance(dataset, dict) and dataset.get("path"):
+        candidates.append(Path(dataset["path"]))
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -223,7 +234,7 @@ def build_contract(
         metrics["test"] = parity.to_dict()
     return ModelContract(
         model_sha256=file_sha256(model_path),
-        input=InputSpec(height=height, width=width, crop_margin=run.crop_margin),
+        input=InputSpec(height=height, width=width, pixel_range=run.pixel_range, crop_margin=run.crop_margin),
         output=OutputSpec(activation=run.activation, classes=run.classes),
         thresholds=Thresholds(min_confidence=min_confidence),
         quantization=preset.value,

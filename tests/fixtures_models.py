@@ -69,16 +69,15 @@ def _write_dataset(root: Path, images: np.ndarray, labels: np.ndarray, prefix: s
     return entries
 
 
-def build_tiny_run(base: Path) -> TinyRun:
-    """Train the tiny model and lay out a run folder like ``maskgate-train`` writes."""
+def build_run(base: Path, model, preset: str, epochs: int, learning_rate: float) -> TinyRun:
+    """Train ``model`` on the squares and lay out a run folder like ``maskgate-train`` writes."""
     import keras
 
     keras.utils.set_random_seed(0)
     train_images, train_labels = squares(40, seed=1)
     test_images, test_labels = squares(20, seed=2)
-    model = tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
-    model.fit(train_images.astype(np.float32), train_labels, epochs=15, batch_size=16, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    model.fit(train_images.astype(np.float32), train_labels, epochs=epochs, batch_size=16, verbose=0)
     run_dir, dataset = base / "run", base / "dataset"
     run_dir.mkdir(parents=True)
     split = {
@@ -93,7 +92,8 @@ def build_tiny_run(base: Path) -> TinyRun:
     }
     (run_dir / "split.json").write_text(json.dumps(split))
     (run_dir / "run.json").write_text(json.dumps({
-        "classes": list(CLASSES), "preset": "tiny", "input_size": SIZE, "crop_margin": 0.2,
+        "classes": list(CLASSES), "preset": preset, "activation": "softmax", "input_size": SIZE,
+        "pixel_range": [0.0, 255.0], "crop_margin": 0.2,
         "dataset": {"description": "coloured squares on noise (test fixture)"},
     }))
     (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": None}))
@@ -106,9 +106,21 @@ _cache: dict[str, TinyRun] = {}
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The miniature Conv model, trained to ~100 % on the squares."""
     if "run" not in _cache:
-        _cache["run"] = build_tiny_run(tmp_path_factory.mktemp("tiny"))
+        _cache["run"] = build_run(tmp_path_factory.mktemp("tiny"), tiny_model(), "tiny", 15, 0.02)
     return _cache["run"]
+
+
+@pytest.fixture(scope="session")
+def compact_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The real ``compact-s`` architecture (BatchNorm, depthwise, ReLU6) at 32 px, briefly trained."""
+    if "compact" not in _cache:
+        from training.models import make_model
+
+        model = make_model("compact-s", len(CLASSES), SIZE)
+        _cache["compact"] = build_run(tmp_path_factory.mktemp("compact"), model, "compact-s", 12, 0.005)
+    return _cache["compact"]
 
 
 @pytest.fixture(scope="session")

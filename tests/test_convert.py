@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from convert.cli import main
-from convert.convert import Preset, convert_model, parity_path
+from convert.convert import Preset, convert_model, convert_run, parity_path
 from convert.parity import compare, recommend_min_confidence
 from gate.classifier import MaskClassifier
 from gate.contract import contract_path, file_sha256, read_contract
 from gate.litert import load_interpreter
-from tests.fixtures_models import CLASSES, TinyRun, tiny_models, tiny_run  # noqa: F401
+from tests.fixtures_models import CLASSES, TinyRun, compact_run, tiny_models, tiny_run  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +122,18 @@ def test_cli_refuses_when_parity_fails_and_installs_nothing(tiny_run: TinyRun, t
 def test_cli_reports_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
     assert main([str(tmp_path), "--out", str(tmp_path / "m.tflite")]) == 1
     assert "run.json is missing" in capsys.readouterr().err
+
+
+def test_the_real_compact_architecture_converts_to_int8(compact_run: TinyRun, tmp_path: Path) -> None:
+    """BatchNorm folding, depthwise convs and ReLU6 through full-integer quantisation.
+
+    Briefly trained on 120 images, the model is not confident everywhere, so the thresholds are
+    looser than a real run's; what matters is that the conversion path and contract work for it.
+    """
+    result = convert_run(compact_run.run_dir, Preset.INT8, tmp_path / "compact.tflite",
+                         max_drop=10.0, min_agreement=0.9)
+    assert result.parity.agreement >= 0.9
+    assert result.contract.preset == "compact-s"
+    classifier = MaskClassifier(result.model_path)
+    assert classifier.contract.quantization == "int8"
+    assert classifier.classify(compact_run.test_images[0]).label in CLASSES
