@@ -1,0 +1,249 @@
+"""Face detection with MediaPipe's BlazeFace models run by LiteRT (no MediaPipe runtime needed).
+
+Two stages, because masks hide half of what BlazeFace looks for:
+
+1. the *full-range* model (192×192) looks at the whole frame, letterboxed, with a threshold
+   lower than MediaPipe's 0.6 (``score_threshold``, default 0.4): it then finds masked faces
+   at door distances, at the price of some false hits;
+2. each hit is *confirmed* by the *short-range* model (128×128) on a square crop about three
+   times the face's size, where the face fills enough of the input for that model to be sure
+   of a masked face too. It also gives the tighter box that is kept.
+
+The SSD anchors, box decoding and weighted non-maximum suppression follow MediaPipe's
+``SsdAnchorsCalculator``, ``TensorsToDetectionsCalculator`` and ``NonMaxSuppressionCalculator``
+with the options of ``face_detection_{short,full}_range.pbtxt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, Asset, require
+from gate.errors import ImageError, ModelError
+from gate.litert import load_interpreter
+from gate.settings import DetectorSettings
+from gate.types import Box, Detection
+
+log = logging.getLogger(__name__)
+
+NUM_KEYPOINTS = 6
+_NUM_COORDS = 4 + 2 * NUM_KEYPOINTS
+_SCORE_CLIP = 100.0
+#: Side of the square crop used for confirmation, in multiples of the face box's longer side.
+CONFIRM_CROP_SCALE = 3.0
+#: A short-range face must overlap the full-range hit this much to confirm it.
+_CONFIRM_MIN_IOU = 0.2
+
+
+@dataclass(frozen=True)
+class BlazeFaceModel:
+    """What differs between the two BlazeFace variants: asset, input side and anchor layout."""
+
+    asset: Asset
+    input_size: int
+    strides: tuple[int, ...]
+    anchors_per_layer: int  # len(aspect_ratios) + 1 with interpolated_scale_aspect_ratio > 0
+
+
+SHORT_RANGE = BlazeFaceModel(FACE_DETECTION_SHORT, 128, (8, 16, 16, 16), 2)
+FULL_RANGE = BlazeFaceModel(FACE_DETECTION_FULL, 192, (4,), 1)
+
+
+class FaceDetector(Protocol):
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+def ssd_anchors(input_size: int, strides: tuple[int, ...], anchors_per_layer: int) -> np.ndarray:
+    """Anchor centres (N×2, normalised x, y) as MediaPipe's SsdAnchorsCalculator lays them out.
+
+    Consecutive layers with the same stride share one grid, their anchors interleaved per cell;
+    with ``fixed_anchor_size`` (both face models) every anchor is 1×1, so only centres matter.
+    """
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        same = 1
+        while layer + same < len(strides) and strides[layer + same] == stride:
+            same += 1
+        grid = int(np.ceil(input_size / stride))
+        ys, xs = np.meshgrid((np.arange(grid) + 0.5) / grid, (np.arange(grid) + 0.5) / grid, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cells, same * anchors_per_layer, axis=0))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Fit ``image`` into a black ``size``×``size`` square without stretching.
+
+    Returns the square and the mapping back: frame pixel = (square pixel − pad) / scale.
+    """
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    square = np.zeros((size, size, 3), np.uint8)
+    square[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    return square, scale, float(pad_x), float(pad_y)
+
+
+def output_indices(output_details: list[dict[str, Any]], num_anchors: int, name: str) -> tuple[int, int]:
+    """Tensor indices of (regressors N×16, scores N×1), told apart by shape, never by position."""
+    regressors = scores = None
+    for detail in output_details:
+        shape = tuple(int(d) for d in detail["shape"])
+        if shape[-2:] == (num_anchors, _NUM_COORDS):
+            regressors = detail["index"]
+        elif shape[-2:] == (num_anchors, 1):
+            scores = detail["index"]
+    if regressors is None or scores is None:
+        shapes = [tuple(int(d) for d in detail["shape"]) for detail in output_details]
+        raise ModelError(f"{name}: expected outputs of shape (1, {num_anchors}, 16) and (1, {num_anchors}, 1), got {shapes}")
+    return regressors, scores
+
+
+def decode(regressors: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outputs → (boxes K×4 as normalised x0, y0, x1, y1 plus 12 keypoint coords, scores K)."""
+    scores = (1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1).astype(np.float64), -_SCORE_CLIP, _SCORE_CLIP)))).astype(np.float32)
+    keep = scores >= threshold
+    raw = regressors.reshape(-1, _NUM_COORDS)[keep] / input_size
+    centres = anchors[keep]
+    cx, cy = raw[:, 0] + centres[:, 0], raw[:, 1] + centres[:, 1]
+    half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+    keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + centres[:, None, :]
+    boxes = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1), keypoints.reshape(-1, 2 * NUM_KEYPOINTS)], axis=1)
+    return boxes, scores[keep]
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    union = area(box) + area(boxes) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's WEIGHTED suppression: each cluster (IoU > threshold with its best box) becomes the
+    score-weighted mean of its members (box and keypoints), keeping the best score."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    merged_boxes, merged_scores = [], []
+    remaining = np.ones(len(scores), bool)
+    for i in range(len(scores)):
+        if not remaining[i]:
+            continue
+        cluster = remaining & (_iou_one_to_many(boxes[i], boxes) > iou_threshold)
+        cluster[i] = True
+        weights = scores[cluster]
+        merged_boxes.append((boxes[cluster] * weights[:, None]).sum(axis=0) / weights.sum())
+        merged_scores.append(scores[i])
+        remaining &= ~cluster
+    if not merged_boxes:
+        return np.zeros((0, boxes.shape[1]), np.float32), np.zeros(0, np.float32)
+    return np.array(merged_boxes, np.float32), np.array(merged_scores, np.float32)
+
+
+class _BlazeFace:
+    """One BlazeFace model: square RGB uint8 image → faces in that image's pixels."""
+
+    def __init__(self, model: BlazeFaceModel, assets_dir: Path, threads: int) -> None:
+        path = require(model.asset, assets_dir)
+        self._interpreter = load_interpreter(path, threads)
+        self._size = model.input_size
+        self._anchors = ssd_anchors(model.input_size, model.strides, model.anchors_per_layer)
+        detail = self._interpreter.get_input_details()[0]
+        if tuple(detail["shape"]) != (1, self._size, self._size, 3):
+            raise ModelError(f"{path}: input shape {tuple(detail['shape'])}, expected (1, {self._size}, {self._size}, 3)")
+        self._input = detail["index"]
+        self._outputs = output_indices(self._interpreter.get_output_details(), len(self._anchors), str(path))
+
+    def run(self, image: np.ndarray, threshold: float, nms_iou: float) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in ``image`` (any size, letterboxed): rows of x0, y0, x1, y1 + keypoints, in its pixels."""
+        square, scale, pad_x, pad_y = letterbox(image, self._size)
+        tensor = (square.astype(np.float32) / 127.5 - 1.0)[None]  # the models want RGB in [-1, 1]
+        self._interpreter.set_tensor(self._input, tensor)
+        self._interpreter.invoke()
+        regressors = self._interpreter.get_tensor(self._outputs[0])
+        raw_scores = self._interpreter.get_tensor(self._outputs[1])
+        boxes, scores = decode(regressors, raw_scores, self._anchors, self._size, threshold)
+        boxes, scores = weighted_nms(boxes, scores, nms_iou)
+        pixels = boxes * self._size
+        pixels[:, 0::2] = (pixels[:, 0::2] - pad_x) / scale
+        pixels[:, 1::2] = (pixels[:, 1::2] - pad_y) / scale
+        return pixels, scores
+
+
+def _detection(row: np.ndarray, score: float) -> Detection:
+    x0, y0, x1, y1 = (float(v) for v in row[:4])
+    keypoints = tuple((float(row[4 + 2 * k]), float(row[5 + 2 * k])) for k in range(NUM_KEYPOINTS))
+    return Detection(Box(x0, y0, x1 - x0, y1 - y0), float(score), keypoints)
+
+
+def _square_crop(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[np.ndarray, float, float]:
+    """A ``side``-pixel square centred on (cx, cy), black outside the frame; returns it and its origin."""
+    side_px = max(1, round(side))
+    x0, y0 = round(cx - side_px / 2), round(cy - side_px / 2)
+    height, width = image.shape[:2]
+    crop = np.zeros((side_px, side_px, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(width, x0 + side_px), min(height, y0 + side_px)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return crop, float(x0), float(y0)
+
+
+class BlazeFaceDetector:
+    """Full-range BlazeFace on the frame, short-range confirmation around each hit, then filters."""
+
+    def __init__(self, settings: DetectorSettings, assets_dir: Path | None = None) -> None:
+        folder = Path(assets_dir or settings.assets_dir or DEFAULT_ASSETS_DIR)
+        self._settings = settings
+        self._full = _BlazeFace(FULL_RANGE, folder, settings.threads)
+        self._short = _BlazeFace(SHORT_RANGE, folder, settings.threads) if settings.confirm else None
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an RGB uint8 frame, in frame pixels, best score first."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+            raise ImageError(f"detector needs an RGB uint8 H×W×3 image, got {image.dtype} of shape {image.shape}")
+        rows, scores = self._full.run(image, self._settings.score_threshold, self._settings.nms_iou)
+        if self._short is not None:
+            rows, scores = self._confirm(image, rows, scores)
+        detections = [_detection(row, score) for row, score in zip(rows, scores)]
+        return [d for d in detections if self._wanted(d, image.shape[1], image.shape[0])]
+
+    def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep hits the short-range model also sees on a crop around them, with its (tighter) box."""
+        assert self._short is not None
+        confirmed_rows, confirmed_scores = [], []
+        for row in rows:
+            width, height = row[2] - row[0], row[3] - row[1]
+            side = CONFIRM_CROP_SCALE * max(width, height)
+            crop, ox, oy = _square_crop(image, (row[0] + row[2]) / 2, (row[1] + row[3]) / 2, side)
+            found, found_scores = self._short.run(crop, self._settings.confirm_threshold, self._settings.nms_iou)
+            found[:, 0::2] += ox
+            found[:, 1::2] += oy
+            # The crop may hold a neighbour's face too: confirm with the best face on *this* hit.
+            candidates = np.flatnonzero(_iou_one_to_many(row, found) >= _CONFIRM_MIN_IOU)
+            if len(candidates):
+                best = candidates[np.argmax(found_scores[candidates])]
+                confirmed_rows.append(found[best])
+                confirmed_scores.append(found_scores[best])
+        if not confirmed_rows:
+            return np.zeros((0, _NUM_COORDS), np.float32), np.zeros(0, np.float32)
+        # Two hits on one face confirm the same face twice: merge them like any duplicate.
+        return weighted_nms(np.array(confirmed_rows), np.array(confirmed_scores), self._settings.nms_iou)
+
+    def _wanted(self, detection: Detection, width: int, height: int) -> bool:
+        x0, y0, x1, y1 = self._settings.roi
+        cx, cy = detection.box.center
+        return detection.box.w >= self._settings.min_face_px and x0 * width <= cx <= x1 * width and y0 * height <= cy <= y1 * height
