@@ -13,7 +13,7 @@ import logging
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -144,12 +144,20 @@ class GanFaceGenerator:
             x = np.maximum(x * scale + shift, 0.0)
         raise AssertionError("unreachable")
 
+    def _to_pixels(self, latent: np.ndarray) -> np.ndarray:
+        images = self.forward(latent)
+        return np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
     def generate(self, n: int, seed: int, batch: int = 64) -> np.ndarray:
         """``n`` faces for ``seed`` as RGB uint8 (n, 64, 64, 3); the same seed gives the same faces."""
         latent = np.random.default_rng(seed).standard_normal((n, LATENT_SIZE, 1, 1), dtype=np.float32)
         faces = np.empty((n, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
         for start in range(0, n, batch):
-            images = self.forward(latent[start : start + batch])
-            pixels = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-            faces[start : start + batch] = pixels.transpose(0, 2, 3, 1)
+            faces[start : start + batch] = self._to_pixels(latent[start : start + batch])
         return faces
+
+    def stream(self, seed: int, batch: int = 64) -> Iterator[np.ndarray]:
+        """Endless faces for ``seed``, one at a time, generated ``batch`` at a time."""
+        rng = np.random.default_rng(seed)
+        while True:
+            yield from self._to_pixels(rng.standard_normal((batch, LATENT_SIZE, 1, 1), dtype=np.float32))
