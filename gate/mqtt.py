@@ -1,0 +1,412 @@
+"""MQTT link: availability, retained state, events from the outbox (at-least-once), health,
+optional remote unlock and Home Assistant discovery. paho-mqtt 2.x, MQTT 5.
+
+Topics, under ``<topic_prefix>/<gate_id>/``:
+
+* ``availability`` — retained ``online``; the broker publishes ``offline`` (last will) if we vanish
+* ``state``        — retained JSON from :meth:`MqttLink.publish_state` (``door``, ``grants``, ``denies``, ...)
+* ``events``       — QoS 1, not retained: one ``maskgate.event/1`` JSON per decision
+* ``health``       — QoS 0, periodic JSON from :meth:`MqttLink.publish_health` plus outbox stats
+* ``command``      — subscribed only with ``remote_unlock``: ``{"action": "unlock", "seconds": 5}``
+
+Delivery is **at-least-once**: an event leaves the outbox only when the broker's PUBACK for it
+arrives (a failed PUBACK reason, e.g. an ACL refusal, keeps it). After a reconnect every
+unacknowledged event is published again from the oldest, so a consumer may see an event twice
+and must de-duplicate by ``event_id`` (and order by ``seq``).
+
+Each connection attempt uses a fresh paho client driven by our own thread (``client.loop()``),
+so no message survives in paho's internal queue across connections: the outbox is the only
+queue, which keeps ordering simple. Retries go on forever with exponential backoff; a refused
+login or an untrusted certificate is logged as an ERROR naming the broker and user, and shows
+in :attr:`MqttLink.status` — the door stays fail-secure and events wait in the outbox.
+
+The broker's ACL for the gate's user is produced by :func:`broker_acl` (tested against mosquitto).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gate.errors import ConfigError
+from gate.outbox import Outbox
+from gate.settings import MqttSettings, TlsSettings
+
+log = logging.getLogger(__name__)
+
+LOOP_TIMEOUT_S = 0.1
+STOP_FLUSH_S = 2.0
+LOGIN_REFUSALS = {134, 135, 140}  # bad user name or password, not authorized, bad authentication method
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    connected: bool
+    last_error: str | None
+    connects: int  # successful connections since start
+
+
+class UnlockCommand(BaseModel):
+    """A remote unlock request (JSON on the command topic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["unlock"]
+    seconds: float | None = Field(None, gt=0, le=60, description="Unlock time; default door.unlock_s")
+
+
+@dataclass(frozen=True)
+class Topics:
+    availability: str
+    state: str
+    events: str
+    health: str
+    command: str
+
+    @classmethod
+    def of(cls, settings: MqttSettings, gate_id: str) -> Topics:
+        base = f"{settings.topic_prefix.rstrip('/')}/{gate_id}"
+        return cls(*(f"{base}/{name}" for name in ("availability", "state", "events", "health", "command")))
+
+
+def read_password(settings: MqttSettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """The broker password from ``password_file`` (``%d/`` = systemd's $CREDENTIALS_DIRECTORY) or
+    the ``password_env`` variable. Never logged."""
+    env = os.environ if environ is None else environ
+    if settings.password_file is not None:
+        name = str(settings.password_file)
+        if name.startswith("%d/"):
+            if "CREDENTIALS_DIRECTORY" not in env:
+                raise ConfigError(f"mqtt.password_file = {name!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+            name = os.path.join(env["CREDENTIALS_DIRECTORY"], name[3:])
+        try:
+            with open(name, encoding="utf-8") as file:
+                return file.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {name} ({exc.strerror or exc})") from exc
+    return env.get(settings.password_env) or None
+
+
+def ha_node_id(gate_id: str) -> str:
+    return f"maskgate_{gate_id}"
+
+
+def broker_acl(settings: MqttSettings, gate_id: str, username: str) -> str:
+    """The mosquitto ACL lines the gate's user needs (least privilege: it cannot command itself)."""
+    topics = Topics.of(settings, gate_id)
+    lines = [f"user {username}"]
+    lines += [f"topic write {t}" for t in (topics.availability, topics.state, topics.events, topics.health)]
+    if settings.remote_unlock:
+        lines.append(f"topic read {topics.command}")
+    if settings.homeassistant.enabled:
+        prefix = settings.homeassistant.discovery_prefix
+        lines += [f"topic write {prefix}/+/{ha_node_id(gate_id)}/+/config", f"topic read {prefix}/status"]
+    return "\n".join(lines) + "\n"
+
+
+def discovery_messages(settings: MqttSettings, gate_id: str) -> list[tuple[str, str]]:
+    """Home Assistant discovery configs: door lock state, last decision, grant/deny counters.
+
+    The state templates read ``door``, ``grants`` and ``denies`` from the retained state JSON.
+    """
+    topics = Topics.of(settings, gate_id)
+    node = ha_node_id(gate_id)
+    common = {
+        "availability_topic": topics.availability,
+        "device": {"identifiers": [node], "name": f"maskgate {gate_id}", "manufacturer": "maskgate", "model": "face-mask gate"},
+    }
+    entities = {
+        ("binary_sensor", "door"): {"name": "Door", "device_class": "lock", "state_topic": topics.state,
+                                    "value_template": "{{ 'ON' if value_json.door == 'unlocked' else 'OFF' }}"},
+        ("sensor", "last_decision"): {"name": "Last decision", "icon": "mdi:face-mask", "state_topic": topics.events,
+                                      "value_template": "{{ value_json.verdict }}", "json_attributes_topic": topics.events,
+                                      "json_attributes_template": "{{ {'reason': value_json.reason, 'seq': value_json.seq, 'time': value_json.time} | tojson }}"},
+        ("sensor", "grants"): {"name": "Grants", "icon": "mdi:door-open", "state_topic": topics.state,
+                               "value_template": "{{ value_json.grants }}", "state_class": "total_increasing"},
+        ("sensor", "denies"): {"name": "Denies", "icon": "mdi:door-closed-lock", "state_topic": topics.state,
+                               "value_template": "{{ value_json.denies }}", "state_class": "total_increasing"},
+    }
+    prefix = settings.homeassistant.discovery_prefix
+    return [(f"{prefix}/{component}/{node}/{object_id}/config",
+             json.dumps({**config, **common, "unique_id": f"{node}_{object_id}"}, sort_keys=True))
+            for (component, object_id), config in entities.items()]
+
+
+def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Load CA and client certificate once, so a bad file is a ConfigError at start, not a retry loop."""
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, key)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"mqtt.tls.{key}: cannot read {path}")
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"mqtt.tls: ca_file/cert_file/key_file are not a valid PEM certificate and matching key ({exc.reason or exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"mqtt.tls: cannot read {exc.filename or 'a certificate file'} ({exc.strerror or exc})") from exc
+    if tls.insecure:
+        log.warning("mqtt.tls.insecure: the broker's host name is NOT verified (testing only)")
+        context.check_hostname = False
+    return context
+
+
+class MqttLink:
+    """Owns one background thread that connects, publishes and drains the outbox."""
+
+    def __init__(self, settings: MqttSettings, gate_id: str, outbox: Outbox, *, password: str | None = None,
+                 on_command: Callable[[UnlockCommand], None] | None = None, window: int = 10) -> None:
+        self._settings = settings
+        self._gate_id = gate_id
+        self._outbox = outbox
+        self._password = password
+        self._window = window
+        #: Called from the MQTT thread with each valid, non-retained unlock command (remote_unlock only).
+        self.on_command = on_command
+        self.topics = Topics.of(settings, gate_id)
+        self._address = f"{settings.host}:{settings.port}"
+        self._tls = _tls_context(settings.tls) if settings.tls.enabled else None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
+        self._last_error: str | None = None
+        self._connects = 0
+        self._session_broken = False
+        self._inflight: dict[int, str] = {}  # paho mid -> event_id, for this connection only
+        self._state: str | None = None
+        self._state_dirty = False
+        self._health: str | None = None
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> LinkStatus:
+        with self._lock:
+            return LinkStatus(self._connected, self._last_error, self._connects)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline``, disconnect cleanly and end the thread."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def notify(self) -> None:
+        """A new event is in the outbox: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    def publish_state(self, state: Mapping[str, Any]) -> None:
+        """Retained state; kept and re-published after every reconnect."""
+        with self._lock:
+            self._state = json.dumps(dict(state), sort_keys=True, default=str)
+            self._state_dirty = True
+        self._wake.set()
+
+    def publish_health(self, health: Mapping[str, Any]) -> None:
+        """One health message (dropped when not connected: the next one is fresher)."""
+        payload = {**health, "outbox": self._outbox.stats(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        with self._lock:
+            self._health = json.dumps(payload, sort_keys=True, default=str)
+        self._wake.set()
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self._settings.reconnect_min_s
+        while not self._stopping.is_set():
+            try:
+                connected = self._session()
+            except Exception as exc:  # never let the thread die: the outbox would silently grow
+                log.exception("MQTT link error")
+                self._fail(f"MQTT link error: {type(exc).__name__}: {exc}")
+                connected = False
+            if connected:
+                delay = self._settings.reconnect_min_s
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    def _new_client(self) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._settings.client_id or f"maskgate-{self._gate_id}", protocol=paho.MQTTv5)
+        if self._settings.username:
+            client.username_pw_set(self._settings.username, self._password)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+            if self._settings.tls.insecure:
+                client.tls_insecure_set(True)
+        client.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _session(self) -> bool:
+        """One connection, from connect to loss (or stop). True if the broker accepted us."""
+        client = self._new_client()
+        self._inflight.clear()
+        self._session_broken = False
+        try:
+            client.connect(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s, clean_start=True)
+        except ssl.SSLCertVerificationError as exc:
+            ca = self._settings.tls.ca_file or "the system CAs"
+            self._fail(f"MQTT broker {self._address}: TLS certificate not trusted ({exc.verify_message}); check mqtt.tls.ca_file ({ca})")
+            return False
+        except ssl.SSLError as exc:
+            self._fail(f"MQTT broker {self._address}: TLS handshake failed ({exc.reason or exc})")
+            return False
+        except OSError as exc:
+            self._fail(f"MQTT broker {self._address} is unreachable: {exc.strerror or exc}")
+            return False
+        accepted = False
+        deadline = time.monotonic() + self._settings.keepalive_s
+        while not self._stopping.is_set() and not self._session_broken:
+            if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            if self.status.connected:
+                accepted = True
+                self._pump(client)
+            elif time.monotonic() > deadline:
+                self._fail(f"MQTT broker {self._address} did not answer the connect within {self._settings.keepalive_s} s")
+                break
+        if self._stopping.is_set() and self.status.connected:
+            self._say_goodbye(client)
+        client.disconnect()
+        with self._lock:
+            self._connected = False
+        return accepted
+
+    def _say_goodbye(self, client: paho.Client) -> None:
+        info = client.publish(self.topics.availability, "offline", qos=1, retain=True)
+        deadline = time.monotonic() + STOP_FLUSH_S
+        while not info.is_published() and time.monotonic() < deadline:
+            if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        log.info("MQTT link stopped (availability offline)")
+
+    def _pump(self, client: paho.Client) -> None:
+        """Publish what the other threads left for us, then fill the in-flight window from the outbox."""
+        with self._lock:
+            state = self._state if self._state_dirty else None
+            self._state_dirty = False
+            health, self._health = self._health, None
+        if state is not None:
+            client.publish(self.topics.state, state, qos=1, retain=True)
+        if health is not None:
+            client.publish(self.topics.health, health, qos=0)
+        if not self._wake.is_set() or len(self._inflight) >= self._window:
+            return
+        self._wake.clear()
+        inflight = set(self._inflight.values())
+        for event in self._outbox.pending(limit=self._window):
+            if event.event_id in inflight:
+                continue
+            if len(self._inflight) >= self._window:
+                break
+            info = client.publish(self.topics.events, event.to_json(), qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._wake.set()
+                break
+            self._inflight[info.mid] = event.event_id
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            repeated = message == self._last_error
+            self._last_error = message
+        if repeated:
+            log.debug("%s (again)", message)
+        else:
+            log.error("%s", message)
+
+    # -- paho callbacks (run in our thread, inside client.loop) -------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        if reason.is_failure:
+            if reason.value in LOGIN_REFUSALS:
+                self._fail(f"MQTT broker {self._address} refused the login for user {self._settings.username!r}: {str(reason).lower()}")
+            else:
+                self._fail(f"MQTT broker {self._address} refused the connection: {str(reason).lower()}")
+            return
+        with self._lock:
+            self._connected = True
+            self._last_error = None
+            self._connects += 1
+            self._state_dirty = self._state is not None
+            self._health = None  # stale by now
+        log.info("MQTT connected to %s as %r", self._address, self._settings.username)
+        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        if self._settings.remote_unlock:
+            client.subscribe(self.topics.command, qos=1)
+        if self._settings.homeassistant.enabled:
+            client.subscribe(f"{self._settings.homeassistant.discovery_prefix}/status", qos=1)
+            self._publish_discovery(client)
+        self._wake.set()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        if was_connected and not self._stopping.is_set():
+            self._fail(f"MQTT connection to {self._address} lost ({str(reason).lower()}); {len(self._inflight)} event(s) unacknowledged will be re-sent")
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
+        event_id = self._inflight.pop(mid, None)
+        if event_id is None:
+            return
+        if reason.is_failure:
+            self._fail(f"MQTT broker {self._address} rejected an event on {self.topics.events}: {str(reason).lower()} "
+                       f"(does the ACL let user {self._settings.username!r} write it?)")
+            self._session_broken = True  # reconnect after a backoff instead of hammering the broker
+            return
+        self._outbox.mark_sent(event_id)
+        self._wake.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == self.topics.command:
+            self._handle_command(message)
+        elif message.payload == b"online":  # Home Assistant restarted: it forgot non-retained config
+            self._publish_discovery(client)
+
+    def _handle_command(self, message: paho.MQTTMessage) -> None:
+        if message.retain:  # a stale retained "unlock" would open the door at every reconnect
+            log.warning("ignored a retained command on %s (commands must not be retained)", message.topic)
+            return
+        try:
+            command = UnlockCommand.model_validate_json(message.payload)
+        except ValidationError as exc:
+            log.warning("ignored an invalid command on %s: %s", message.topic, exc.errors(include_url=False)[0]["msg"])
+            return
+        log.info("remote command: %s", command.model_dump())
+        if self.on_command is not None:
+            try:
+                self.on_command(command)
+            except Exception:
+                log.exception("remote command handler failed")
+
+    def _publish_discovery(self, client: paho.Client) -> None:
+        for topic, payload in discovery_messages(self._settings, self._gate_id):
+            client.publish(topic, payload, qos=1, retain=True)
