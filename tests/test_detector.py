@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from gate.assets import DEFAULT_ASSETS_DIR, FACE_LANDMARK, GAN_FACE_WEIGHTS, require
+from gate.assets import DEFAULT_ASSETS_DIR, require
 from gate.detector import (
     FULL_RANGE,
     SHORT_RANGE,
@@ -28,8 +27,8 @@ from gate.errors import AssetError, ImageError, ModelError
 from gate.litert import load_interpreter
 from gate.settings import DetectorSettings
 from gate.types import Box
+from tests.door_scenes import FRAME_H, FRAME_W, door_background, paste, synthetic_faces
 
-FRAME_W, FRAME_H = 640, 480
 FACE_HEIGHTS = (96, 64, 48)  # 1/5, 1/7.5 and 1/10 of the frame height
 
 
@@ -108,49 +107,9 @@ def detector() -> BlazeFaceDetector:
 @pytest.fixture(scope="module")
 def faces() -> list[tuple[np.ndarray, np.ndarray, Box]]:
     """(bare face, masked face, face box) triples at 256×256, from the dataset builder's parts."""
-    from training.gan_faces import GanFaceGenerator
-    from training.landmarks import FaceLandmarker, face_box
-    from training.masks import render_mask, sample_mask_spec
-
-    generator = GanFaceGenerator(require(GAN_FACE_WEIGHTS))
-    landmarker = FaceLandmarker(require(FACE_LANDMARK))
-    rng = np.random.default_rng(7)
-    triples = []
-    for small in generator.generate(12, seed=2024):
-        face = cv2.resize(small, (256, 256), interpolation=cv2.INTER_CUBIC)
-        points = landmarker.detect(face)
-        if points is not None:
-            masked, _ = render_mask(face, points, sample_mask_spec(rng, "over_nose"), rng)
-            triples.append((face, masked, face_box(points)))
+    triples = [(face.bare, face.placements["over_nose"], face.box) for face in synthetic_faces(12, seed=2024)]
     assert len(triples) >= 10, "the landmarker found too few GAN faces"
     return triples
-
-
-def door_background(seed: int) -> np.ndarray:
-    """A plain scene: wall colour, a few blurred blocks (door, posters), sensor noise."""
-    rng = np.random.default_rng(seed)
-    frame = np.empty((FRAME_H, FRAME_W, 3), np.uint8)
-    frame[:] = rng.integers(60, 200, 3)
-    for _ in range(8):
-        x, y = (int(v) for v in rng.integers(0, (FRAME_W, FRAME_H)))
-        w, h = (int(v) for v in rng.integers(20, 200, 2))
-        cv2.rectangle(frame, (x, y), (x + w, y + h), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
-    frame = cv2.GaussianBlur(frame, (0, 0), 2)
-    return np.clip(frame + rng.normal(0, 6, frame.shape), 0, 255).astype(np.uint8)
-
-
-def paste(frame: np.ndarray, face: np.ndarray, box: Box, face_height: int, x: int, y: int) -> Box:
-    """Paste ``face`` scaled so its face box is ``face_height`` px tall at (x, y); returns the true box."""
-    scale = face_height / box.h
-    side = round(face.shape[0] * scale)
-    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    alpha = np.zeros((side, side), np.float32)
-    edge = max(1, side // 25)
-    alpha[edge:-edge, edge:-edge] = 1.0
-    alpha = cv2.GaussianBlur(alpha, (0, 0), edge)[..., None]
-    region = frame[y : y + side, x : x + side]
-    region[:] = (region * (1 - alpha) + small * alpha).astype(np.uint8)
-    return Box(x + box.x * scale, y + box.y * scale, box.w * scale, box.h * scale)
 
 
 def found(detections, truth: Box) -> bool:
