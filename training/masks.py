@@ -221,7 +221,8 @@ def _warp(texture: np.ndarray, grid: np.ndarray, shape: tuple[int, int]) -> tupl
             for tri in (((r, c), (r, c + 1), (r + 1, c + 1)), ((r, c), (r + 1, c + 1), (r + 1, c))):
                 dst = np.array([local[i] for i in tri], np.float32)
                 src = np.array([tex[i] for i in tri], np.float32)
-                if abs(np.cross(dst[1] - dst[0], dst[2] - dst[0])) < 1e-3:
+                edge_a, edge_b = dst[1] - dst[0], dst[2] - dst[0]
+                if abs(edge_a[0] * edge_b[1] - edge_a[1] * edge_b[0]) < 1e-3:  # degenerate triangle
                     continue
                 cv2.fillConvexPoly(labels, np.round(dst * 16).astype(np.int32), len(affines), cv2.LINE_8, 4)
                 affines.append(cv2.getAffineTransform(dst, src))
