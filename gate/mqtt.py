@@ -299,7 +299,7 @@ class MqttLink:
         client.disconnect()
         with self._lock:
             self._connected = False
-        return accepted
+        return accepted and not self._session_broken  # a refused event keeps the backoff growing
 
     def _say_goodbye(self, client: paho.Client) -> None:
         info = client.publish(self.topics.availability, "offline", qos=1, retain=True)

@@ -194,8 +194,14 @@ def test_acl_refusal_keeps_the_event(tmp_path: Path, outbox: Outbox, make_link: 
     with Broker(tmp_path, acl=acl) as broker:
         link = make_link(broker.settings())
         record(outbox, link, 1)
-        wait_until(lambda: "rejected an event" in (link.status.last_error or ""), what="the refusal")
-        assert "not authorized" in link.status.last_error
+        seen: list[str] = []
+
+        def refused() -> bool:  # remember the message: a reconnect clears it until the next refusal
+            seen.append(link.status.last_error or "")
+            return "rejected an event" in seen[-1]
+
+        wait_until(refused, what="the refusal")
+        assert "not authorized" in seen[-1]
         assert outbox.stats()["pending"] == 1 and outbox.stats()["sent_total"] == 0
 
 
