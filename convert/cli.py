@@ -89,7 +89,10 @@ def _convert_one(run: TrainingRun, preset: Preset, out: Path, args: argparse.Nam
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.out is not None and args.out.suffix != ".tflite":
+        parser.error(f"--out {args.out}: the model file must end in .tflite (its contract gets .json)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

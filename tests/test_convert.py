@@ -102,6 +102,22 @@ def test_cli_converts_and_prints_a_summary(tiny_run: TinyRun, tmp_path: Path, ca
     assert out.exists() and contract_path(out).exists() and parity_path(out).exists()
 
 
+def test_cli_all_presets_names_each_model_and_reports_json(tiny_run: TinyRun, tmp_path: Path, capsys) -> None:
+    status = main([str(tiny_run.run_dir), "--all-presets", str(tmp_path), "--calibration-size", "30", "--json"])
+    assert status == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(row["model"]).name for row in rows] == [
+        f"maskgate-tiny-3c-{preset.value}.tflite" for preset in Preset
+    ]
+    assert all(row["status"] == "ok" and (tmp_path / Path(row["model"]).name).exists() for row in rows)
+
+
+def test_cli_out_must_be_a_tflite_file(tiny_run: TinyRun, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([str(tiny_run.run_dir), "--out", str(tmp_path / "model.json")])
+    assert caught.value.code == 2
+
+
 def test_cli_refuses_when_parity_fails_and_installs_nothing(tiny_run: TinyRun, tmp_path: Path) -> None:
     """An impossible agreement requirement stands in for a model ruined by quantisation."""
     out = tmp_path / "refused" / "model.tflite"
