@@ -296,9 +296,9 @@ class MqttLink:
                 break
         if self._stopping.is_set() and self.status.connected:
             self._say_goodbye(client)
-        client.disconnect()
         with self._lock:
-            self._connected = False
+            self._connected = False  # before disconnect(): our own disconnect is not a "lost connection"
+        client.disconnect()
         return accepted and not self._session_broken  # a refused event keeps the backoff growing
 
     def _say_goodbye(self, client: paho.Client) -> None:
