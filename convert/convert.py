@@ -30,7 +30,14 @@ import numpy as np
 import tensorflow as tf
 
 import gate
-from convert.parity import ParityError, ParityReport, check_parity, recommend_min_confidence
+from convert.parity import (
+    ParityError,
+    ParityReport,
+    check_parity,
+    recommend_min_confidence,
+    tflite_probabilities,
+)
+from gate.classifier import MaskClassifier
 from gate.contract import (
     InputSpec,
     ModelContract,
@@ -197,6 +204,8 @@ def load_subset_images(
             images.append(model_input(read_image_rgb(root / entry["file"]), run.input_size))
         except ImageError as exc:
             raise DatasetError(f"{name} split image unreadable: {exc}") from exc
+        if entry["label"] not in run.classes:
+            raise DatasetError(f"{entry['file']}: label {entry['label']!r} is not one of {list(run.classes)}")
         labels.append(run.classes.index(entry["label"]))
     return np.stack(images), np.array(labels, dtype=np.int32)
 
@@ -245,6 +254,20 @@ def build_contract(
     )
 
 
+def _tune_min_confidence(
+    run: TrainingRun, model_path: Path, test_probabilities: np.ndarray, test_labels: np.ndarray
+) -> float:
+    """Pick the threshold on the validation split (a threshold tuned on test would flatter it).
+
+    Runs without validation images fall back to the test split.
+    """
+    if not run.split.get("val"):
+        log.warning("no validation split: tuning min_confidence on the test split")
+        return recommend_min_confidence(test_probabilities, test_labels)
+    images, labels = load_subset_images(run, "val")
+    return recommend_min_confidence(tflite_probabilities(MaskClassifier(model_path), images), labels)
+
+
 @dataclass(frozen=True)
 class ConversionResult:
     model_path: Path
@@ -289,14 +312,14 @@ def convert_run(
         staged = Path(scratch) / out_path.name
         staged.write_bytes(flatbuffer)
         write_contract(staged, build_contract(run, preset, staged, None, 0.5))
-        report, tflite_probabilities = check_parity(
+        report, test_probabilities = check_parity(
             run.model, staged, test_images, test_labels, run.classes, max_drop, min_agreement
         )
         report_path = parity_path(out_path)
         report_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         if not report.passed:
             raise ParityError(report, out_path)
-        threshold = recommend_min_confidence(tflite_probabilities, test_labels)
+        threshold = _tune_min_confidence(run, staged, test_probabilities, test_labels)
         contract = build_contract(run, preset, staged, report, threshold)
         write_contract(staged, contract)
         contract_path(staged).replace(contract_path(out_path))

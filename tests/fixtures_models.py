@@ -76,6 +76,7 @@ def build_run(base: Path, model, preset: str, epochs: int, learning_rate: float)
     keras.utils.set_random_seed(0)
     train_images, train_labels = squares(40, seed=1)
     test_images, test_labels = squares(20, seed=2)
+    val_images, val_labels = squares(10, seed=3)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
     model.fit(train_images.astype(np.float32), train_labels, epochs=epochs, batch_size=16, verbose=0)
     run_dir, dataset = base / "run", base / "dataset"
@@ -87,7 +88,7 @@ def build_run(base: Path, model, preset: str, epochs: int, learning_rate: float)
         "image_size": SIZE,
         "skipped": [],
         "train": _write_dataset(dataset, train_images, train_labels, "train"),
-        "val": [],
+        "val": _write_dataset(dataset, val_images, val_labels, "val"),
         "test": _write_dataset(dataset, test_images, test_labels, "test"),
     }
     (run_dir / "split.json").write_text(json.dumps(split))
