@@ -13,7 +13,6 @@ from gate.preprocess import DEFAULT_CROP_MARGIN
 from tests.test_dataset import make_dataset
 from training.augment import NAME_PREFIX, make_augmenter
 from training.cli import PRESET_CHOICES, main
-from training.dataset import SplitSizes
 from training.models import PRESETS, count_macs, make_model
 from training.train import TrainConfig, run
 
@@ -23,11 +22,14 @@ REPORT_PNGS = ("curves.png", "confusion_matrix.png", "predictions.png")
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """A real 1-epoch run through the CLI: compact, 3 classes, 32 px, 8/3/3 images per class."""
     root = tmp_path_factory.mktemp("run")
     data = make_dataset(root / "data", {"with_mask": 14, "without_mask": 14, "incorrect_mask": 14})
-    config = TrainConfig(dataset_dir=data, out_dir=root / "run", preset="compact", classes=3, input_size=32,
-                         epochs=1, batch_size=8, split=SplitSizes(8, 3, 3), seed=1)
-    return run(config)
+    arguments = ["train", "--dataset", str(data), "--out", str(root / "run"), "--preset", "compact",
+                 "--classes", "3", "--input-size", "32", "--epochs", "1", "--batch-size", "8", "--seed", "1",
+                 "--train-per-class", "8", "--val-per-class", "3", "--test-per-class", "3"]
+    assert main(arguments) == 0
+    return root / "run"
 
 
 @pytest.mark.slow
@@ -118,3 +120,11 @@ def test_augmentation_changes_images_only_in_training():
     assert np.abs(trained - batch).mean() > 5.0
     assert 0.0 <= trained.min() and trained.max() <= 255.0
     np.testing.assert_array_equal(np.asarray(augmenter(batch, training=False)), batch)
+
+
+def test_too_little_data_is_a_clear_cli_error(tmp_path, caplog):
+    data = make_dataset(tmp_path / "data", {"with_mask": 6, "without_mask": 6})
+    code = main(["train", "--dataset", str(data), "--out", str(tmp_path / "run"), "--classes", "2",
+                 "--input-size", "32"])
+    assert code == 2
+    assert "class 'with_mask' has 6 readable images, the split needs 2000" in caplog.text

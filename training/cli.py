@@ -30,9 +30,15 @@ def _build_dataset(args: argparse.Namespace) -> int:
         options["own_faces_dir"] = args.own_faces
     if args.assets_dir:
         options["assets_dir"] = args.assets_dir
-    summary = build_dataset(BuildConfig(**options))
+    summary = build_dataset(BuildConfig(**options, overwrite=args.overwrite), progress=_log_progress)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _log_progress(done: int, total: int) -> None:
+    """About 20 progress lines per build, whatever its size."""
+    if done == total or done % max(1, total // 20) == 0:
+        log.info("built %d/%d images (%.0f%%)", done, total, 100.0 * done / max(1, total))
 
 
 def _door_clip(args: argparse.Namespace) -> int:
@@ -130,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--own-faces", type=Path, help="folder of your own face photos to include")
     build.add_argument("--no-gan-faces", action="store_true", help="do not generate GAN faces")
     build.add_argument("--assets-dir", type=Path, help="where third-party assets live (default: assets/)")
+    build.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
     build.set_defaults(handler=_build_dataset)
 
     clip = commands.add_parser("door-clip", help="render the synthetic door-camera test video")

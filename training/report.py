@@ -26,6 +26,8 @@ REPORT_FILES = {
     "classification_report": "classification_report.txt",
     "metrics": "metrics.json",
 }
+#: What training.train writes next to the report (listed by :func:`where` too).
+RUN_FILES = {"model": "model.keras", "run_info": "run.json", "history": "history.json", "split": "split.json"}
 PREDICTION_GRID = (4, 6)
 
 
@@ -142,6 +144,7 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, probabilities: np.n
 
 
 def where(run_dir: str | Path) -> dict[str, Path]:
-    """The report files that exist in ``run_dir``, by kind."""
+    """The run's files (report, model, run info, split) that exist in ``run_dir``, by kind."""
     run_dir = Path(run_dir)
-    return {kind: run_dir / name for kind, name in REPORT_FILES.items() if (run_dir / name).is_file()}
+    files = {**REPORT_FILES, **RUN_FILES}
+    return {kind: run_dir / name for kind, name in files.items() if (run_dir / name).is_file()}

@@ -31,7 +31,7 @@ from training.models import compile_model, count_macs, make_model, recipe
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = "manifest.csv"  # written by training.builder
 
 
 @dataclass

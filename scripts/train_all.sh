@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Train the three reference models one after another (2 CPU cores: never in parallel):
+#   runs/compact-3c  compact, with_mask / without_mask / incorrect_mask  (the Pi model)
+#   runs/compact-2c  compact, with_mask / without_mask
+#   runs/seed-2c     the original network at 224 px (baseline; slow: minutes per epoch on 2 cores)
+# Each run logs to runs/<name>.log; a finished run (run.json present) is skipped, so the script resumes.
+#
+#   scripts/train_all.sh [--data DIR] [--runs DIR] [--compact-epochs N] [--seed-epochs N]
+#                        [--only compact-3c,compact-2c,seed-2c] [--build] [--background]
+#   --build       build the dataset first when DIR does not exist (2000 images per class, ~15 min)
+#   --background  detach (nohup) and return at once; follow runs/train_all.log
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=data/facemask-3c
+RUNS=runs
+COMPACT_EPOCHS=40
+SEED_EPOCHS=15
+ONLY=compact-3c,compact-2c,seed-2c
+BUILD=0
+BACKGROUND=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --data) DATA=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --compact-epochs) COMPACT_EPOCHS=$2; shift 2 ;;
+    --seed-epochs) SEED_EPOCHS=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --build) BUILD=1; shift ;;
+    --background) BACKGROUND=1; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p "$RUNS"
+if [[ $BACKGROUND == 1 ]]; then
+  args=(--data "$DATA" --runs "$RUNS" --compact-epochs "$COMPACT_EPOCHS" --seed-epochs "$SEED_EPOCHS" --only "$ONLY")
+  [[ $BUILD == 1 ]] && args+=(--build)
+  nohup "$0" "${args[@]}" > "$RUNS/train_all.log" 2>&1 &
+  echo "training in the background (pid $!); follow $RUNS/train_all.log"
+  exit 0
+fi
+
+PY=.venv/bin/python
+TRAIN=("$PY" -m training.cli)
+
+if [[ ! -d $DATA ]]; then
+  if [[ $BUILD == 1 ]]; then
+    echo "$(date -Is) building $DATA"
+    "${TRAIN[@]}" build-dataset --out "$DATA" --per-class 2000 --classes 3 2>&1 | tee "$RUNS/build-dataset.log"
+  else
+    echo "no dataset at $DATA: build it with  ${TRAIN[*]} build-dataset --out $DATA  (or pass --build)" >&2
+    exit 1
+  fi
+fi
+
+train() {  # name, then maskgate-train train arguments
+  local name=$1; shift
+  [[ ",$ONLY," == *",$name,"* ]] || return 0
+  if [[ -f $RUNS/$name/run.json ]]; then
+    echo "$(date -Is) $name already trained ($RUNS/$name/run.json), skipping"
+    return 0
+  fi
+  echo "$(date -Is) training $name → $RUNS/$name (log $RUNS/$name.log)"
+  # --overwrite: an interrupted run has no run.json yet and is simply restarted.
+  if "${TRAIN[@]}" train --dataset "$DATA" --out "$RUNS/$name" --overwrite "$@" > "$RUNS/$name.log" 2>&1; then
+    echo "$(date -Is) $name done: $(grep -m1 'test accuracy' "$RUNS/$name.log" | sed 's/.*INFO //')"
+  else
+    echo "$(date -Is) $name FAILED, see $RUNS/$name.log" >&2
+  fi
+}
+
+train compact-3c --preset compact --classes 3 --epochs "$COMPACT_EPOCHS"
+train compact-2c --preset compact --classes 2 --epochs "$COMPACT_EPOCHS"
+train seed-2c --preset seed --classes 2 --epochs "$SEED_EPOCHS" --patience 0
+echo "$(date -Is) all done"
