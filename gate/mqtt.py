@@ -84,7 +84,8 @@ class Topics:
 
 def read_password(settings: MqttSettings, environ: Mapping[str, str] | None = None) -> str | None:
     """The broker password from ``password_file`` (``%d/`` = systemd's $CREDENTIALS_DIRECTORY) or
-    the ``password_env`` variable. Never logged."""
+    the ``password_env`` variable. A blank file counts as no password (the unit's empty default
+    credential). Never logged."""
     env = os.environ if environ is None else environ
     if settings.password_file is not None:
         name = str(settings.password_file)
@@ -94,9 +95,11 @@ def read_password(settings: MqttSettings, environ: Mapping[str, str] | None = No
             name = os.path.join(env["CREDENTIALS_DIRECTORY"], name[3:])
         try:
             with open(name, encoding="utf-8") as file:
-                return file.read().rstrip("\r\n")
+                password = file.read().rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"mqtt.password_file: cannot read {name} ({exc.strerror or exc})") from exc
+        if password:
+            return password
     return env.get(settings.password_env) or None
 
 

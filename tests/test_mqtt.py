@@ -283,6 +283,9 @@ def test_read_password(tmp_path: Path) -> None:
     assert read_password(MqttSettings(password_file="%d/mqtt_password"), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "s3cret"
     assert read_password(MqttSettings(), {"MASKGATE_MQTT_PASSWORD": "from-env"}) == "from-env"
     assert read_password(MqttSettings(), {}) is None
+    (tmp_path / "blank").write_text("\n")  # the unit's SetCredential= default
+    assert read_password(MqttSettings(password_file=tmp_path / "blank"), {"MASKGATE_MQTT_PASSWORD": "env"}) == "env"
+    assert read_password(MqttSettings(password_file=tmp_path / "blank"), {}) is None
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
         read_password(MqttSettings(password_file="%d/mqtt_password"), {})
     with pytest.raises(ConfigError, match="missing"):
