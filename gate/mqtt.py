@@ -371,10 +371,10 @@ class MqttLink:
         self._wake.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
-        with self._lock:
-            was_connected, self._connected = self._connected, False
-        if was_connected and not self._stopping.is_set():
+        if self.status.connected and not self._stopping.is_set():  # the reason first, so status is never "down, no error"
             self._fail(f"MQTT connection to {self._address} lost ({str(reason).lower()}); {len(self._inflight)} event(s) unacknowledged will be re-sent")
+        with self._lock:
+            self._connected = False
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
         event_id = self._inflight.pop(mid, None)
