@@ -48,6 +48,7 @@ from gate.settings import MqttSettings, TlsSettings
 log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S = 0.1
+POLL_OUTBOX_S = 5.0  # also look at the outbox without notify(), e.g. events recorded by another process
 STOP_FLUSH_S = 2.0
 LOGIN_REFUSALS = {134, 135, 140}  # bad user name or password, not authorized, bad authentication method
 
@@ -287,12 +288,15 @@ class MqttLink:
             self._fail(f"MQTT broker {self._address} is unreachable: {exc.strerror or exc}")
             return False
         accepted = False
-        deadline = time.monotonic() + self._settings.keepalive_s
+        deadline = next_poll = time.monotonic() + self._settings.keepalive_s
         while not self._stopping.is_set() and not self._session_broken:
             if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
             if self.status.connected:
                 accepted = True
+                if time.monotonic() >= next_poll:
+                    self._wake.set()
+                    next_poll = time.monotonic() + POLL_OUTBOX_S
                 self._pump(client)
             elif time.monotonic() > deadline:
                 self._fail(f"MQTT broker {self._address} did not answer the connect within {self._settings.keepalive_s} s")

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gate.mqtt import broker_acl
 from gate.settings import MqttSettings
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -99,8 +101,6 @@ class Broker:
     """One mosquitto process; ``restart()`` keeps the ports so clients can reconnect."""
 
     def __init__(self, workdir: Path, users: dict[str, str] | None = None, acl: str | None = None) -> None:
-        from gate.mqtt import broker_acl
-
         self.workdir = Path(workdir) / "broker"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.users = dict(USERS if users is None else users)
@@ -204,7 +204,7 @@ class Subscriber:
     def __init__(self, broker: Broker, *topics: str, user: str = "watcher") -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._changed = threading.Condition()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{free_port()}", protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
         self._client.username_pw_set(user, broker.users[user])
         self._client.reconnect_delay_set(0.1, 0.5)
         self._subscribed = threading.Event()
