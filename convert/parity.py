@@ -160,10 +160,10 @@ def recommend_min_confidence(
         kept = confidence >= threshold
         if kept.any() and correct[kept].mean() >= target_accuracy:
             log.info(
-                "min_confidence %.2f: keeps %.1f%% of test faces at %.2f%% accuracy",
+                "min_confidence %.2f: keeps %.1f%% of faces at %.2f%% accuracy",
                 threshold, kept.mean() * 100, correct[kept].mean() * 100,
             )
             return float(threshold)
-    log.warning("no confidence threshold reaches %.0f%% test accuracy; recommending %.2f",
+    log.warning("no confidence threshold reaches %.0f%% accuracy on these images; recommending %.2f",
                 target_accuracy * 100, candidates[-1])
     return float(candidates[-1])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.contract import ModelContract, load_model_contract
-from gate.errors import ModelError
+from gate.errors import ImageError, ModelError
 from gate.litert import load_interpreter
 from gate.preprocess import face_input
 from gate.settings import ClassifierSettings
@@ -101,6 +101,10 @@ class MaskClassifier:
 
     def classify(self, image_rgb: np.ndarray, box: Box | None = None) -> Classification:
         """Label the face in ``box`` (or the whole image when None). ``image_rgb`` is RGB uint8 H×W×3."""
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ImageError(
+                f"classifier needs an RGB uint8 H×W×3 image, got {image_rgb.dtype} {list(image_rgb.shape)}"
+            )
         pixels = face_input(image_rgb, self.input_size, box, self._contract.input.crop_margin)
         np.take(self._table, pixels, out=self._input[0])
         self._interpreter.set_tensor(self._input_index, self._input)

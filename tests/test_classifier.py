@@ -11,7 +11,7 @@ import pytest
 from convert.convert import convert_model
 from gate.classifier import MaskClassifier
 from gate.contract import InputSpec, ModelContract, OutputSpec, file_sha256, write_contract
-from gate.errors import ModelError
+from gate.errors import ImageError, ModelError
 from gate.settings import ClassifierSettings
 from gate.types import Box
 from tests.fixtures_models import SIZE, TinyRun, tiny_model, tiny_models, tiny_run  # noqa: F401
@@ -124,3 +124,10 @@ def test_a_file_that_is_not_a_tflite_model_is_refused(kind: str, tmp_path: Path,
     with pytest.raises(ModelError, match=str(path.name)) as caught:
         MaskClassifier(path)
     assert "contract" not in str(caught.value)
+
+
+@pytest.mark.parametrize("image", [np.zeros((32, 32), np.uint8), np.zeros((32, 32, 4), np.uint8),
+                                   np.zeros((32, 32, 3), np.float32)])
+def test_an_image_that_is_not_rgb_uint8_is_refused(tiny_models: dict[str, Path], image: np.ndarray) -> None:
+    with pytest.raises(ImageError, match="RGB uint8"):
+        MaskClassifier(tiny_models["int8"]).classify(image)
