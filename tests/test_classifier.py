@@ -42,14 +42,10 @@ def test_float32_model_gives_the_keras_probabilities(tiny_run: TinyRun, tiny_mod
     np.testing.assert_allclose(_probabilities(classifier, tiny_run.test_images), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("int8", np.int8), ("uint8", np.uint8)])
-def test_integer_models_take_integer_input_and_agree_with_keras(
-    tiny_run: TinyRun, tiny_models: dict[str, Path], name: str, dtype: type
-) -> None:
+@pytest.mark.parametrize("name", ["int8", "uint8"])
+def test_integer_models_agree_with_keras(tiny_run: TinyRun, tiny_models: dict[str, Path], name: str) -> None:
+    """Quantise in, dequantise out: the pixel table and output scale are right for both signs."""
     classifier = MaskClassifier(tiny_models[name])
-    interpreter = classifier._interpreter
-    assert interpreter.get_input_details()[0]["dtype"] == dtype
-    assert interpreter.get_output_details()[0]["dtype"] == dtype
     expected = tiny_run.model.predict(tiny_run.test_images.astype(np.float32), verbose=0)
     actual = _probabilities(classifier, tiny_run.test_images)
     assert np.mean(actual.argmax(1) == expected.argmax(1)) >= 0.95
