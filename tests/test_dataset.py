@@ -126,3 +126,31 @@ def test_nested_folders_and_split_json(tmp_path):
     data = json.loads(saved.read_text())
     assert data["classes"] == ["with_mask", "without_mask"]
     assert [row["file"] for row in data["test"]] == list(split.test.files)
+
+
+def write_manifest(root: Path, split_of_face: dict[int, str]) -> None:
+    """A builder-style manifest: face i of every class belongs to split_of_face[i]."""
+    lines = ["file,class,split"]
+    for cls in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for path in sorted((root / cls).iterdir()):
+            face = int(path.stem.rsplit("_", 1)[1])
+            lines.append(f"{cls}/{path.name},{cls},{split_of_face[face]}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_manifest_split_keeps_each_face_in_its_split(tmp_path):
+    root = make_dataset(tmp_path / "data", {"with_mask": 12, "without_mask": 12})
+    split_of_face = {i: ("train" if i < 6 else "val" if i < 9 else "test") for i in range(12)}
+    write_manifest(root, split_of_face)
+    split = load_split(root, class_names(2), 24, SplitSizes(5, 3, 2), seed=0)
+    assert split.split_source == "manifest"
+    for name in ("train", "val", "test"):
+        faces = {int(Path(f).stem.rsplit("_", 1)[1]) for f in split.subset(name).files}
+        assert all(split_of_face[face] == name for face in faces), name
+
+
+def test_manifest_split_too_small_names_the_split(tmp_path):
+    root = make_dataset(tmp_path / "data", {"with_mask": 12, "without_mask": 12})
+    write_manifest(root, {i: ("train" if i < 10 else "test") for i in range(12)})
+    with pytest.raises(DatasetError, match="has 0 readable images in the manifest's validation split, the run needs 2"):
+        load_split(root, class_names(2), 24, SplitSizes(4, 2, 2))

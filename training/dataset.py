@@ -4,13 +4,18 @@ Every image goes through :func:`gate.preprocess.read_image_rgb` and
 :func:`gate.preprocess.model_input`, the same path the gate uses at the door, so the
 model never learns from pixels it will not see in service. Images are already face crops.
 
-The split depends only on the *names* of the readable files and the seed (names are
-sorted before shuffling), so the same files and seed give the same split whatever order
-the file system lists them in.
+When the folder has the builder's ``manifest.csv``, its ``split`` column decides which
+split a file belongs to: the builder renders every face identity once per class and keeps
+each identity in a single split, and a per-file random split would leak faces from
+training into the test set. Without a manifest, files are split at random. Either way the
+choice depends only on the *names* of the readable files and the seed (names are sorted
+before shuffling), so the same files and seed give the same split whatever order the file
+system lists them in.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +39,8 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 SPLIT_NAMES = ("train", "val", "test")
+#: Written by training.builder; its ``split`` column keeps each face identity in one split.
+MANIFEST_NAME = "manifest.csv"
 _SPLIT_WORDS = {"train": "train", "val": "validation", "test": "test"}
 
 
@@ -84,6 +91,7 @@ class Split:
     val: Subset
     test: Subset
     skipped: tuple[str, ...]
+    split_source: str  # "manifest" (the builder's identity-grouped split) or "seeded" (random per file)
 
     def subset(self, name: str) -> Subset:
         return getattr(self, name)
@@ -104,6 +112,7 @@ class Split:
             "dataset_dir": str(self.dataset_dir),
             "classes": list(self.classes),
             "seed": self.seed,
+            "split_source": self.split_source,
             "image_size": self.image_size,
             "skipped": list(self.skipped),
             **{
@@ -157,6 +166,44 @@ def _subset(rows: list[tuple[np.ndarray, str, int]], image_size: int) -> Subset:
     )
 
 
+def read_manifest_splits(dataset_dir: Path) -> dict[str, str] | None:
+    """``{relative file: split}`` from the builder's manifest, or None when there is none."""
+    manifest = dataset_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"file", "split"} <= rows[0].keys():
+        raise DatasetError(f"{manifest} has no 'file' and 'split' columns")
+    splits = {row["file"]: row["split"] for row in rows}
+    unknown = sorted(set(splits.values()) - set(SPLIT_NAMES))
+    if unknown:
+        raise DatasetError(f"{manifest}: unknown split name(s) {', '.join(unknown)} (expected train, val, test)")
+    return splits
+
+
+def _choose(files: list[str], cls: str, index: int, sizes: SplitSizes, seed: int,
+            manifest: dict[str, str] | None) -> dict[str, list[int]]:
+    """Indices into ``files`` for each split (seeded; within the manifest's split when there is one)."""
+    rng = np.random.default_rng([seed, index])
+    if manifest is None:
+        order = rng.permutation(len(files)).tolist()
+        bounds = np.cumsum([0] + [getattr(sizes, name) for name in SPLIT_NAMES])
+        return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLIT_NAMES)}
+    chosen = {}
+    for name in SPLIT_NAMES:
+        candidates = [i for i, file in enumerate(files) if manifest.get(file) == name]
+        need = getattr(sizes, name)
+        if len(candidates) < need:
+            raise DatasetError(
+                f"class '{cls}' has {len(candidates)} readable images in the manifest's "
+                f"{_SPLIT_WORDS[name]} split, the run needs {need} — ask for fewer per class "
+                f"or build the dataset with more"
+            )
+        chosen[name] = [candidates[i] for i in rng.permutation(len(candidates))[:need]]
+    return chosen
+
+
 def load_split(
     dataset_dir: str | Path,
     classes: tuple[str, ...],
@@ -172,41 +219,39 @@ def load_split(
     """
     dataset_dir = Path(dataset_dir)
     files = list_class_files(dataset_dir, classes)
-    parts: dict[str, list[tuple[np.ndarray, int, str]]] = {name: [] for name in SPLIT_NAMES}
+    manifest = read_manifest_splits(dataset_dir)
+    parts: dict[str, list[tuple[np.ndarray, str, int]]] = {name: [] for name in SPLIT_NAMES}
     skipped: list[str] = []
+    unlisted = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, cls in enumerate(classes):
-            images = list(pool.map(lambda p: _decode(p, image_size), files[cls]))
-            readable = [
-                (image, path.relative_to(dataset_dir).as_posix())
-                for image, path in zip(images, files[cls])
-                if image is not None
-            ]
-            skipped += [
-                path.relative_to(dataset_dir).as_posix()
-                for image, path in zip(images, files[cls])
-                if image is None
-            ]
+            names = [path.relative_to(dataset_dir).as_posix() for path in files[cls]]
+            if manifest is not None:
+                unlisted += sum(name not in manifest for name in names)
+                names = [name for name in names if name in manifest]
+            images = list(pool.map(lambda name: _decode(dataset_dir / name, image_size), names))
+            skipped += [name for image, name in zip(images, names) if image is None]
+            readable = [(image, name) for image, name in zip(images, names) if image is not None]
             if len(readable) < sizes.total:
                 raise DatasetError(
                     f"class '{cls}' has {len(readable)} readable images, the split needs "
                     f"{sizes.total} ({sizes.describe()})"
                 )
-            order = np.random.default_rng([seed, index]).permutation(len(readable))
-            start = 0
-            for name in SPLIT_NAMES:
-                count = getattr(sizes, name)
-                parts[name] += [(*readable[i], index) for i in order[start : start + count]]
-                start += count
+            chosen = _choose([name for _, name in readable], cls, index, sizes, seed, manifest)
+            for split_name, indices in chosen.items():
+                parts[split_name] += [(*readable[i], index) for i in indices]
             log.info("class %s: %d readable images, %d used", cls, len(readable), sizes.total)
     if skipped:
         log.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped))
+    if unlisted:
+        log.warning("ignored %d image(s) that %s does not list", unlisted, dataset_dir / MANIFEST_NAME)
     log.info(
-        "loaded %s at %dpx: %d train, %d val, %d test images (%d skipped)",
+        "loaded %s at %dpx: %d train, %d val, %d test images (%d skipped; split from %s)",
         dataset_dir, image_size, *(len(parts[name]) for name in SPLIT_NAMES), len(skipped),
+        "the manifest" if manifest is not None else f"seed {seed}",
     )
     subsets = {name: _subset(parts[name], image_size) for name in SPLIT_NAMES}
     return Split(
         dataset_dir=dataset_dir, classes=tuple(classes), image_size=image_size, seed=seed,
-        skipped=tuple(skipped), **subsets,
+        skipped=tuple(skipped), split_source="seeded" if manifest is None else "manifest", **subsets,
     )

@@ -62,21 +62,21 @@ def make_model(preset: str, num_classes: int, input_size: int | None = None) -> 
 
 
 def compile_model(model: keras.Model, preset: str, learning_rate: float,
-                  label_smoothing: float = 0.0) -> keras.Model:
-    """Optimizer and loss of the preset: RMSprop + binary CE (seed), Adam + categorical CE (compact)."""
+                  label_smoothing: float = 0.0, total_steps: int | None = None) -> keras.Model:
+    """Optimizer and loss of the preset: RMSprop + binary CE (seed, constant rate like the original),
+    Adam + categorical CE (compact; cosine-decayed over ``total_steps`` when given)."""
     if recipe(preset).activation == "sigmoid":
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
                       loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
                       metrics=["accuracy"])
-    elif label_smoothing:
-        # Label smoothing needs one-hot targets; train.py feeds them when smoothing is on.
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                      metrics=["accuracy"])
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"])
+        return model
+    rate = learning_rate
+    if total_steps:
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps, alpha=0.05)
+    # Label smoothing needs one-hot targets; train.py feeds them when smoothing is on.
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss, metrics=["accuracy"])
     return model
 
 

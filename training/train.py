@@ -26,12 +26,10 @@ from gate.errors import DatasetError
 from gate.preprocess import DEFAULT_CROP_MARGIN
 from training import report
 from training.augment import make_augmenter
-from training.dataset import Split, SplitSizes, class_names, load_split
+from training.dataset import MANIFEST_NAME, Split, SplitSizes, class_names, load_split
 from training.models import compile_model, count_macs, make_model, recipe
 
 log = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.csv"  # written by training.builder
 
 
 @dataclass
@@ -173,9 +171,9 @@ def run(config: TrainConfig) -> Path:
     split = load_split(config.dataset_dir, classes, config.input_size, config.split, config.seed)
     split.save_file_lists(run_dir / "split.json")
 
-    model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
-                          config.learning_rate, config.label_smoothing)
     steps = config.steps_per_epoch or math.ceil(len(split.train) / config.batch_size)
+    model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
+                          config.learning_rate, config.label_smoothing, total_steps=steps * config.epochs)
     epoch_log = EpochLog(config.epochs)
     callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True),
@@ -228,7 +226,8 @@ def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: ker
         "pixel_range": [0.0, 255.0],
         "crop_margin": DEFAULT_CROP_MARGIN,
         "config": config.as_json(),
-        "dataset": {**dataset_fingerprint(config.dataset_dir), "counts": split.counts(),
+        "dataset": {**dataset_fingerprint(config.dataset_dir), "split_source": split.split_source,
+                    "counts": split.counts(),
                     "skipped_files": len(split.skipped)},
         "params": int(model.count_params()),
         "macs": count_macs(model),
