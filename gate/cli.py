@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gate.errors import ConfigError, MaskgateError
+from gate.errors import ConfigError, MaskgateError, StateError
 from gate.logs import configure_logging
 from gate.settings import EXIT_CONFIG, Settings, load_settings, redacted
 
@@ -146,34 +146,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "privacy": base.privacy.model_copy(update={"save_faces": False}),
         }
     )
-    configure_logging("WARNING" if not args.verbose else "INFO", "text")
-    started = time.monotonic()
-    print(f"maskgate demo: {args.clip} (mock relay and LEDs, no broker)", flush=True)
+    configure_logging("INFO" if args.verbose else "WARNING", "text")
+    script = _clip_script(args.clip)
+    fps = script.get("fps", settings.camera.fps)
+    print(f"maskgate demo: {args.clip} ({'as fast as possible' if args.fast else 'real time'}; mock relay and LEDs, no broker)", flush=True)
+    decided: list[tuple[float, str, str]] = []
 
-    def show(decision, event) -> None:
+    def show(decision, event, frame) -> None:
+        video_t = frame.index / fps
+        decided.append((video_t, decision.verdict, decision.reason))
         faces = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
         door = "door UNLOCKED" if decision.verdict == "grant" else "door stays locked"
-        print(f"  t={decision.at - started:5.1f}s  {decision.verdict.upper():5}  {decision.reason:<15} [{faces}]  {door}  "
-              f"(decided {event.latency_ms:.0f} ms after the face appeared)", flush=True)
+        print(f"  {video_t:5.1f}s  #{event.seq:<3} {decision.verdict.upper():5} {decision.reason:<15} [{faces}]  {door}; "
+              f"decided {event.latency_ms:.0f} ms after the face appeared", flush=True)
 
     health = serve(settings, until_camera_ends=True, on_decision=show)
-    _print_summary(health, args.clip)
-    return 0 if health else 1
-
-
-def _print_summary(health: dict[str, Any], clip: Path) -> None:
     if not health:
-        print("no summary: the gate did not start (see the errors above)")
-        return
+        print("the gate did not start: see the errors above")
+        return 1
+    _print_summary(health, script.get("segments", []), decided)
+    return 0
+
+
+def _clip_script(clip: Path) -> dict[str, Any]:
+    """The clip's ground truth (who walks up, when, wearing what), written beside it by door-clip."""
+    script = clip.with_suffix(".json")
+    return json.loads(script.read_text()) if script.exists() else {}
+
+
+def _print_summary(health: dict[str, Any], segments: list[dict[str, Any]], decided: list[tuple[float, str, str]]) -> None:
     decisions = health["decisions"]
     print("summary:")
-    print(f"  frames {health['frames']}, faces seen {health['faces']}, {health['fps']:.1f} frames/s processed")
+    print(f"  {health['frames']} frames, {health['faces']} faces classified, {health['fps']:.1f} frames/s processed")
     print(f"  decisions: {decisions.get('grant', 0)} grant, {decisions.get('deny', 0)} deny")
     print("  stage latency (ms, smoothed): " + ", ".join(f"{k} {v:.1f}" for k, v in health["stage_ms"].items()))
-    truth = clip.with_suffix(".json")
-    if truth.exists():
-        expected = json.loads(truth.read_text())
-        print(f"  the clip's script ({truth.name}): " + "; ".join(f"{v.get('label', v)}" for v in expected.get("visitors", [])))
+    for number, segment in enumerate(segments, 1):
+        labels = segment["labels"]
+        expected = "grant" if all(label == "with_mask" for label in labels) else "deny"
+        got = [verdict for t, verdict, _ in decided if segment["start"] <= t <= segment["end"]]
+        mark = "ok" if got and got[0] == expected else "MISMATCH"
+        print(f"  visitor {number} ({' + '.join(labels)}): expected {expected}, gate said {', '.join(got) or 'nothing'}  [{mark}]")
 
 
 # -- test-camera -----------------------------------------------------------------------------
@@ -298,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateError as exc:  # a corrupt outbox: restarting would not help, repairing it will
+        print(f"state error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except MaskgateError as exc:
         print(f"error: {exc}", file=sys.stderr)

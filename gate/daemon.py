@@ -13,13 +13,14 @@ exception in the loop or shutdown releases it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,13 @@ from gate.camera import FrameSource, open_camera
 from gate.classifier import MaskClassifier
 from gate.detector import BlazeFaceDetector, FaceDetector
 from gate.errors import AssetError, MaskgateError, ModelError
-from gate.events import Event
-from gate.health import write_status
+from gate.events import Event, EventDraft
+from gate.health import MetricsServer, write_status
 from gate.journal import Journal
 from gate.mqtt import MqttLink, read_password
 from gate.notify import Notifier
 from gate.outbox import Outbox
-from gate.policy import Decision, DecisionPolicy, FaceObservation
+from gate.policy import OBSERVED_PREFIX, Decision, DecisionPolicy, FaceObservation
 from gate.settings import Settings
 from gate.snapshots import FaceSnapshots
 from gate.types import Frame
@@ -87,7 +88,7 @@ class Gate:
         link: MqttLink | None = None,
         journal: Journal | None = None,
         snapshots: FaceSnapshots | None = None,
-        on_decision: Callable[[Decision, Event], None] | None = None,
+        on_decision: Callable[[Decision, Event, Frame], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gate_id = gate_id
@@ -103,7 +104,7 @@ class Gate:
         self.on_decision = on_decision
         self.clock = clock
         self.stats = LoopStats(started=clock())
-        self._camera_fault: str | None = None
+        self._fault: str | None = None
 
     # -- the flow, top to bottom -------------------------------------------------------------
 
@@ -111,36 +112,44 @@ class Gate:
         """Process the newest frame, if any: returns the decision it completed, if any."""
         frame = self.camera.read(timeout=FRAME_WAIT_S)
         if frame is None:
-            self._watch_camera()
+            status = self.camera.status
+            if status.state == "failed":
+                self._raise_fault(f"camera: {status.detail}")
             return None
-        self._camera_recovered()
         self.stats.frames += 1
+        try:
+            decision = self._decide(frame)
+        except MaskgateError as exc:
+            self._raise_fault(f"frame {frame.index}: {exc}")
+            return None
+        self._clear_fault()
+        if decision is not None:
+            started = self.clock()
+            self._act(decision, frame)
+            self.stats.record_stage("act", self.clock() - started)
+        return decision
 
+    def _decide(self, frame: Frame) -> Decision | None:
         started = self.clock()
         faces = self.detector.detect(frame.image)
         detected = self.clock()
         observations = [FaceObservation(face, self.classifier.classify(frame.image, face.box)) for face in faces]
         classified = self.clock()
         decision = self.policy.update(frame.timestamp, observations)
-        decided = self.clock()
         self.stats.faces += len(faces)
         self.stats.record_stage("detect", detected - started)
         self.stats.record_stage("classify", classified - detected)
-        self.stats.record_stage("policy", decided - classified)
-        if decision is not None:
-            self._act(decision, frame)
-            self.stats.record_stage("act", self.clock() - decided)
+        self.stats.record_stage("policy", self.clock() - classified)
         return decision
 
     def _act(self, decision: Decision, frame: Frame) -> None:
         """Record the event durably first, then move the door, then tell everyone else."""
-        latency_ms = (self.clock() - decision.first_seen) * 1000.0
         event = self.outbox.record(
-            Event.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, latency_ms=latency_ms)
+            EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=self.clock())
         )
         if decision.verdict == "grant":
             self.door.grant()
-        else:
+        elif not decision.reason.startswith(OBSERVED_PREFIX):  # observe mode reports, never signals
             self.door.deny()
         if self.link is not None:
             self.link.notify()
@@ -149,7 +158,7 @@ class Gate:
         labels = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
         log.info(
             "decision #%d %s (%s): %s; %.0f ms after the face appeared",
-            event.seq, decision.verdict.upper(), decision.reason, labels, latency_ms,
+            event.seq, decision.verdict.upper(), decision.reason, labels, event.latency_ms,
             extra={"event_id": event.event_id, "verdict": decision.verdict, "reason": decision.reason},
         )
         if self.journal is not None:
@@ -157,25 +166,36 @@ class Gate:
         if self.snapshots is not None:
             self.snapshots.save(frame.image, [o.detection.box for o in decision.faces], event.event_id)
         if self.on_decision is not None:
-            self.on_decision(decision, event)
+            self.on_decision(decision, event, frame)
 
-    # -- camera health -----------------------------------------------------------------------
+    # -- faults: the door stays locked until frames are processed again ----------------------
 
-    def _watch_camera(self) -> None:
-        status = self.camera.status
-        if status.state == "failed" and self._camera_fault is None:
-            self._camera_fault = status.detail
+    def _raise_fault(self, reason: str) -> None:
+        if self._fault is None:
+            log.error("%s: door held locked until frames are processed again", reason)
             self.policy.reset()
-            self.door.fault(f"camera: {status.detail}")
-            log.error("camera failed (%s): door held locked until frames return", status.detail)
+            self.door.fault(reason)
+        self._fault = reason
 
-    def _camera_recovered(self) -> None:
-        if self._camera_fault is not None:
-            log.info("camera recovered after: %s", self._camera_fault)
-            self._camera_fault = None
+    def _clear_fault(self) -> None:
+        if self._fault is not None:
+            log.info("recovered from: %s", self._fault)
+            self._fault = None
             self.door.clear_fault()
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The retained state dashboards show (Home Assistant reads door, grants, denies)."""
+        return {
+            "door": self.door.state,
+            "fault": self._fault,
+            "camera": self.camera.status.state,
+            "model": {"ok": True, "sha256": self.classifier.model_sha256, "preset": self.classifier.contract.preset},
+            "grants": self.stats.verdicts["grant"],
+            "denies": self.stats.verdicts["deny"],
+            "last_decision": self.stats.last_decision,
+        }
 
     def health(self) -> dict[str, Any]:
         now = self.clock()
@@ -192,7 +212,7 @@ class Gate:
             "decisions": dict(self.stats.verdicts),
             "last_decision": self.stats.last_decision,
             "outbox": self.outbox.stats(),
-            "mqtt": self.link.status.as_dict() if self.link is not None else {"enabled": False},
+            "mqtt": dataclasses.asdict(self.link.status) if self.link is not None else {"enabled": False},
             "model_sha256": self.classifier.model_sha256,
         }
 
@@ -200,7 +220,7 @@ class Gate:
 # -- the long-running process ----------------------------------------------------------------
 
 
-@contextmanager
+@contextlib.contextmanager
 def shutdown_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM/SIGINT ask for a clean stop; a second SIGINT exits at once. Handlers restored after."""
 
@@ -257,7 +277,7 @@ def serve(
     *,
     stop: threading.Event | None = None,
     until_camera_ends: bool = False,
-    on_decision: Callable[[Decision, Event], None] | None = None,
+    on_decision: Callable[[Decision, Event, Frame], None] | None = None,
     camera: FrameSource | None = None,
 ) -> dict[str, Any]:
     """Run the gate until stopped (or, for a file without loop, until it ends). Returns the last health."""
@@ -266,13 +286,25 @@ def serve(
     state_dir = settings.gate.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     health: dict[str, Any] = {}
-    with Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
-        link = None
-        if settings.mqtt.enabled:
-            link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt))
-            link.on_unlock = lambda seconds: door.grant(seconds)
+    signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
+    with signals, Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
+        link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt)) if settings.mqtt.enabled else None
+
+        def manual_grant(source: str, seconds: float | None = None) -> None:
+            """Exit button or remote command: recorded like any decision, before the relay acts."""
+            if door.state == "fault":  # the door refuses grants while a fault is raised; say so
+                outbox.record(EventDraft(gate_id=settings.gate.id, verdict="deny", reason=f"{source}_refused_fault", source=source))
+            else:
+                outbox.record(EventDraft(gate_id=settings.gate.id, verdict="grant", reason=source, source=source))
+                door.grant(seconds)
+            if link is not None:
+                link.notify()
+
+        door.on_exit_request = lambda: manual_grant("exit_button")
+        if link is not None:
+            link.on_command = lambda command: manual_grant("remote", command.seconds)
             link.start()
-        door.on_exit_request = lambda: door.grant()
+        notifier.ready()
         try:
             vision = _wait_for_vision(settings, door, link, notifier, stop)
             if vision is None:
@@ -289,7 +321,6 @@ def serve(
                     gate_id=settings.gate.id, camera=source, detector=detector, classifier=classifier, policy=policy,
                     door=door, outbox=outbox, link=link, journal=journal, snapshots=snapshots, on_decision=on_decision,
                 )
-                notifier.ready()
                 log.info("gate %s running: camera %s, rule %s", settings.gate.id, settings.camera.source, settings.policy.rule)
                 health = _loop(gate, settings, notifier, link, stop, until_camera_ends)
         except Exception:
@@ -305,27 +336,34 @@ def serve(
 
 
 def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, stop: threading.Event, until_camera_ends: bool) -> dict[str, Any]:
+    metrics = MetricsServer(settings.metrics.prometheus_port) if settings.metrics.prometheus_port else None
     next_status = next_health = time.monotonic()
-    health = gate.health()
-    while not stop.is_set():
-        try:
-            gate.step()
-        except MaskgateError as exc:
-            gate.policy.reset()
-            gate.door.fault(str(exc))
-            log.error("frame skipped: %s (door held locked)", exc)
-        notifier.watchdog()
-        now = time.monotonic()
-        if now >= next_status:
-            health = gate.health()
-            write_status(settings.gate.state_dir, health)
-            notifier.status(f"{health['fps']:.1f} fps, camera {health['camera']['state']}, door {health['door']}, outbox {health['outbox']['pending']} pending")
-            next_status = now + STATUS_EVERY_S
-        if link is not None and now >= next_health:
-            link.publish_health(gate.health())
-            next_health = now + settings.mqtt.health_interval_s
-        if until_camera_ends and gate.camera.status.state == "ended":
-            break
+    published_state: dict[str, Any] | None = None
+    try:
+        while not stop.is_set():
+            decision = gate.step()
+            notifier.watchdog()
+            now = time.monotonic()
+            if link is not None and (decision is not None or now >= next_status):
+                state = gate.state()
+                if state != published_state:
+                    link.publish_state(state)
+                    published_state = state
+            if now >= next_status:
+                health = gate.health()
+                write_status(settings.gate.state_dir, health)
+                if metrics is not None:
+                    metrics.update(health)
+                notifier.status(f"{health['fps']:.1f} fps, camera {health['camera']['state']}, door {health['door']}, outbox {health['outbox']['pending']} pending")
+                next_status = now + STATUS_EVERY_S
+            if link is not None and now >= next_health:
+                link.publish_health(gate.health())
+                next_health = now + settings.mqtt.health_interval_s
+            if until_camera_ends and gate.camera.status.state == "ended":
+                break
+    finally:
+        if metrics is not None:
+            metrics.close()
     health = gate.health()
     write_status(settings.gate.state_dir, health)
     return health
