@@ -110,11 +110,12 @@ def test_cli_preset_choices_match_models():
     assert set(PRESET_CHOICES) == set(PRESETS)
 
 
-def test_augmentation_changes_images_only_in_training():
+@pytest.mark.parametrize("geometry", ["original", "door"])
+def test_augmentation_changes_images_only_in_training(geometry):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
-    augmenter = make_augmenter(seed=0)
+    augmenter = make_augmenter(seed=0, geometry=geometry)
     trained = np.asarray(augmenter(batch, training=True))
     assert trained.shape == batch.shape
     assert np.abs(trained - batch).mean() > 5.0
@@ -128,3 +129,8 @@ def test_too_little_data_is_a_clear_cli_error(tmp_path, caplog):
                  "--input-size", "32"])
     assert code == 2
     assert "class 'with_mask' has 6 readable images, the split needs 2000" in caplog.text
+
+
+def test_unknown_augmentation_strength_is_refused():
+    with pytest.raises(ValueError, match="unknown augmentation 'wild'"):
+        make_augmenter(geometry="wild")

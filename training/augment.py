@@ -2,8 +2,16 @@
 
 Keeping augmentation out of the model means the saved ``model.keras`` — and the TFLite
 file converted from it — contains no augmentation ops at all; the converter never has to
-prove they are identities. The geometric part is the original recipe (rotation 40°, shift
-0.2, shear 0.2, zoom 0.2, horizontal flip); the photometric part imitates door cameras:
+prove they are identities. Two geometric strengths:
+
+* ``original`` — the original project's recipe (rotation 40°, shift 0.2, shear 0.2, zoom
+  0.2, horizontal flip); the ``seed`` preset uses it, for a like-for-like baseline.
+* ``door`` — milder (rotation 15°, shift 0.08, shear 0.1, zoom 0.1, flip): the gate's crops
+  are centred by the face detector with a fixed margin, so large shifts and tilts never
+  occur at the door. Measured on 400 images per class, 8 epochs: the original geometry
+  alone held validation accuracy at 0.61 where photometric augmentation alone reached 0.86.
+
+The photometric part (both strengths) imitates door cameras:
 exposure and colour changes, defocus, sensor noise, JPEG artefacts from cheap streams,
 and greyscale frames from IR night mode.
 
@@ -76,18 +84,25 @@ class RandomSensorNoise(keras.layers.Layer):
         return {**super().get_config(), "max_stddev": self.max_stddev, "seed": self.seed}
 
 
-def make_augmenter(seed: int = 0) -> keras.Sequential:
+#: Geometric strength → (rotation in degrees, shift, shear, zoom).
+GEOMETRY = {"original": (40, 0.2, 0.2, 0.2), "door": (15, 0.08, 0.1, 0.1)}
+
+
+def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
     """The augmentation stage: call it with ``training=True``; with ``training=False`` it is the identity."""
+    if geometry not in GEOMETRY:
+        raise ValueError(f"unknown augmentation {geometry!r} (choose from {', '.join(GEOMETRY)})")
+    degrees, shift, shear, zoom = GEOMETRY[geometry]
 
     def name(suffix: str) -> str:
         return NAME_PREFIX + suffix
 
     return keras.Sequential(
         [
-            keras.layers.RandomRotation(40 / 360, fill_mode="nearest", seed=seed, name=name("rotation")),
-            keras.layers.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed + 1, name=name("shift")),
-            keras.layers.RandomShear(0.2, 0.2, fill_mode="nearest", seed=seed + 2, name=name("shear")),
-            keras.layers.RandomZoom(0.2, 0.2, fill_mode="nearest", seed=seed + 3, name=name("zoom")),
+            keras.layers.RandomRotation(degrees / 360, fill_mode="nearest", seed=seed, name=name("rotation")),
+            keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 1, name=name("shift")),
+            keras.layers.RandomShear(shear, shear, fill_mode="nearest", seed=seed + 2, name=name("shear")),
+            keras.layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 3, name=name("zoom")),
             keras.layers.RandomFlip("horizontal", seed=seed + 4, name=name("flip")),
             keras.layers.RandomColorJitter(
                 value_range=(0, 255), brightness_factor=0.15, contrast_factor=0.2,

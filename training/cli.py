@@ -44,7 +44,8 @@ def _log_progress(done: int, total: int) -> None:
 def _door_clip(args: argparse.Namespace) -> int:
     from training.door_clip import make_door_clip
 
-    summary = make_door_clip(args.out, seed=args.seed)
+    options = {"assets_dir": args.assets_dir} if args.assets_dir else {}
+    summary = make_door_clip(args.out, seed=args.seed, fps=args.fps, **options)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -58,7 +59,7 @@ def _train_config(args: argparse.Namespace):
         input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
         steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
         split=SplitSizes(args.train_per_class, args.val_per_class, args.test_per_class),
-        patience=args.patience, label_smoothing=args.label_smoothing, augment=not args.no_augment,
+        patience=args.patience, label_smoothing=args.label_smoothing, augment=args.augment,
         overwrite=args.overwrite,
     )
 
@@ -118,7 +119,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-class", type=int, default=500)
     parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--augment", choices=("original", "door", "none"),
+                        help="geometric augmentation strength (default: seed original, compact door)")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
 
 
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     clip = commands.add_parser("door-clip", help="render the synthetic door-camera test video")
     clip.add_argument("--out", type=Path, default=Path("data/door_clip.mp4"))
     clip.add_argument("--seed", type=int, default=7)
+    clip.add_argument("--fps", type=int, default=30)
+    clip.add_argument("--assets-dir", type=Path, help="where third-party assets live (default: assets/)")
     clip.set_defaults(handler=_door_clip)
 
     train = commands.add_parser("train", help="train one model and write its report")

@@ -49,7 +49,7 @@ class TrainConfig:
     split: SplitSizes = field(default_factory=SplitSizes)
     patience: int | None = 8  # early stopping on val_loss; None or 0 = train all epochs
     label_smoothing: float = 0.0
-    augment: bool = True
+    augment: str | None = None  # "original", "door" (training.augment) or "none"
     overwrite: bool = False
 
     def resolved(self) -> TrainConfig:
@@ -63,6 +63,7 @@ class TrainConfig:
             batch_size=self.batch_size or base.batch_size,
             learning_rate=self.learning_rate or base.learning_rate,
             steps_per_epoch=self.steps_per_epoch or base.steps_per_epoch,
+            augment=self.augment or base.augmentation,
         )
         class_names(config.classes)
         for name in ("train", "val", "test"):
@@ -111,7 +112,7 @@ def _targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
 
 def training_dataset(images: np.ndarray, targets: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
     """Shuffled, endlessly repeated, augmented batches (sequential map keeps the seed meaningful)."""
-    augmenter = make_augmenter(config.seed) if config.augment else None
+    augmenter = make_augmenter(config.seed, config.augment) if config.augment != "none" else None
 
     def prepare(batch, target):
         batch = tf.cast(batch, tf.float32)
