@@ -46,7 +46,9 @@ def _door_clip(args: argparse.Namespace) -> int:
 
     options = {"assets_dir": args.assets_dir} if args.assets_dir else {}
     summary = make_door_clip(args.out, seed=args.seed, fps=args.fps, **options)
-    print(json.dumps(summary, indent=2, default=str))
+    script = args.out.with_suffix(".json")  # the clip's ground truth, read by `gate-cli demo`
+    script.write_text(json.dumps(summary, indent=2, default=str))
+    log.info("wrote %s (%.1f s, %d visitors) and its script %s", args.out, summary["duration_s"], len(summary["segments"]), script)
     return 0
 
 
