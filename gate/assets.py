@@ -46,32 +46,29 @@ class Asset:
         return Path(assets_dir) / self.name
 
 
-FACE_DETECTION_SHORT = Asset(
-    name="face_detection_short_range.tflite",
-    requirement=_MEDIAPIPE,
-    member="mediapipe/modules/face_detection/face_detection_short_range.tflite",
-    sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
-    licence="Apache-2.0 (MediaPipe)",
-    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
-    platform=_MEDIAPIPE_WHEEL,
+def _mediapipe(member: str, sha256: str) -> Asset:
+    return Asset(
+        name=member.rsplit("/", 1)[-1],
+        requirement=_MEDIAPIPE,
+        member=member,
+        sha256=sha256,
+        licence="Apache-2.0 (MediaPipe)",
+        licence_member="mediapipe-0.10.21.dist-info/LICENSE",
+        platform=_MEDIAPIPE_WHEEL,
+    )
+
+
+FACE_DETECTION_SHORT = _mediapipe(
+    "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
 )
-FACE_DETECTION_FULL = Asset(
-    name="face_detection_full_range_sparse.tflite",
-    requirement=_MEDIAPIPE,
-    member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
-    sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
-    licence="Apache-2.0 (MediaPipe)",
-    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
-    platform=_MEDIAPIPE_WHEEL,
+FACE_DETECTION_FULL = _mediapipe(
+    "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
 )
-FACE_LANDMARK = Asset(
-    name="face_landmark.tflite",
-    requirement=_MEDIAPIPE,
-    member="mediapipe/modules/face_landmark/face_landmark.tflite",
-    sha256="1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
-    licence="Apache-2.0 (MediaPipe)",
-    licence_member="mediapipe-0.10.21.dist-info/LICENSE",
-    platform=_MEDIAPIPE_WHEEL,
+FACE_LANDMARK = _mediapipe(
+    "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
 )
 GAN_FACE_WEIGHTS = Asset(
     name="gan_face_weights.tar",
