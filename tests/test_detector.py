@@ -21,6 +21,7 @@ from gate.detector import (
     letterbox,
     output_indices,
     ssd_anchors,
+    tiles,
     weighted_nms,
 )
 from gate.errors import AssetError, ImageError, ModelError
@@ -96,6 +97,22 @@ def test_weighted_nms_merges_overlaps_and_keeps_separate_faces() -> None:
     assert merged[1] == pytest.approx([50, 50, 60, 60])
 
 
+@pytest.mark.parametrize(("width", "height"), [(640, 480), (1280, 720), (480, 640), (300, 300)])
+def test_tiles_cover_the_frame_with_overlap(width: int, height: int) -> None:
+    layout = tiles(width, height)
+    covered = np.zeros((height, width), int)
+    for x, y, side in layout:
+        assert 0 <= x and 0 <= y and x + side <= width and y + side <= height
+        covered[y : y + side, x : x + side] += 1
+    assert covered.min() >= 1
+    side = layout[0][2]
+    assert side == round(min(width, height) * 8 / 15)
+
+
+def test_tiles_of_a_vga_frame() -> None:
+    assert tiles(640, 480) == [(0, 0, 256), (192, 0, 256), (384, 0, 256), (0, 224, 256), (192, 224, 256), (384, 224, 256)]
+
+
 # -- real detection -------------------------------------------------------------------------------
 
 
@@ -116,21 +133,34 @@ def found(detections, truth: Box) -> bool:
     return any(d.box.iou(truth) >= 0.3 for d in detections)
 
 
+def door_scene(face: np.ndarray, box: Box, index: int, height: int) -> tuple[np.ndarray, Box]:
+    """A door scene with ``face`` ``height`` px tall at a place fixed by (index, height)."""
+    frame = door_background(index * 10 + height)
+    rng = np.random.default_rng(index + height)
+    side = round(256 * height / box.h)
+    x, y = (int(v) for v in rng.integers(0, (FRAME_W - side, FRAME_H - side)))
+    return frame, paste(frame, face, box, height, x, y)
+
+
 @pytest.mark.parametrize("masked", [False, True], ids=["bare", "masked"])
 def test_faces_at_door_distances_are_found(detector: BlazeFaceDetector, faces, masked: bool) -> None:
     hits, total = 0, 0
     for i, (bare, with_mask, box) in enumerate(faces):
         for height in FACE_HEIGHTS:
-            frame = door_background(i * 10 + height)
-            rng = np.random.default_rng(i + height)
-            side = round(256 * height / box.h)
-            x, y = (int(v) for v in rng.integers(0, (FRAME_W - side, FRAME_H - side)))
-            truth = paste(frame, with_mask if masked else bare, box, height, x, y)
+            frame, truth = door_scene(with_mask if masked else bare, box, i, height)
             hits += found(detector.detect(frame), truth)
             total += 1
-    # Measured with the default thresholds (benchmarks/bench_detector.py has the full table):
-    # bare GAN faces ≈ 85-95 %, masked ones ≈ 45 %; these floors catch a broken pipeline.
-    assert hits / total >= (0.75 if not masked else 0.3), f"{hits}/{total} faces found"
+    # Measured with the defaults on these 36 scenes (benchmarks/results/detector.md has the full
+    # table): bare 36/36, masked 33/36. Without the tiled second look masked is 28/36; the
+    # former defaults (full-range 0.4, confirmation 0.5 on a 3× crop) found 32/36 and 16/36.
+    assert hits / total >= (0.95 if not masked else 0.85), f"{hits}/{total} faces found"
+
+
+def test_tile_search_finds_a_masked_face_the_whole_frame_misses(faces) -> None:
+    _, with_mask, box = faces[4]
+    frame, truth = door_scene(with_mask, box, 4, 96)
+    assert not found(BlazeFaceDetector(DetectorSettings(tile_search=False)).detect(frame), truth)
+    assert found(BlazeFaceDetector(DetectorSettings()).detect(frame), truth)
 
 
 def test_detection_box_and_keypoints_are_in_frame_pixels(detector: BlazeFaceDetector, faces) -> None:
