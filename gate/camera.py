@@ -219,6 +219,7 @@ class CameraSource:
         self._pace = settings.fps if is_file and settings.realtime else None
         self._lossless = is_file and not settings.realtime
         self._clock = clock
+        self._video_t0: float | None = None  # lossless files: frames are stamped with video time
         self._cond = threading.Condition()
         self._pending: Frame | None = None
         self._closed = False
@@ -290,7 +291,11 @@ class CameraSource:
             now = self._clock()
             if self._pending is not None:
                 self._dropped += 1
-            self._pending = Frame(image=image, timestamp=now, index=self._frames)
+            timestamp = now
+            if self._lossless:  # faster than real time: keep the policy's clock in video time
+                self._video_t0 = now if self._video_t0 is None else self._video_t0
+                timestamp = self._video_t0 + self._frames / self._settings.fps
+            self._pending = Frame(image=image, timestamp=timestamp, index=self._frames)
             self._frames += 1
             self._stamps.append(now)
             attempt.frames += 1

@@ -117,6 +117,7 @@ class Gate:
                 self._raise_fault(f"camera: {status.detail}")
             return None
         self.stats.frames += 1
+        frame_started = self.clock()
         try:
             decision = self._decide(frame)
         except MaskgateError as exc:
@@ -125,7 +126,7 @@ class Gate:
         self._clear_fault()
         if decision is not None:
             started = self.clock()
-            self._act(decision, frame)
+            self._act(decision, frame, processing_s=started - frame_started)
             self.stats.record_stage("act", self.clock() - started)
         return decision
 
@@ -142,10 +143,14 @@ class Gate:
         self.stats.record_stage("policy", self.clock() - classified)
         return decision
 
-    def _act(self, decision: Decision, frame: Frame) -> None:
-        """Record the event durably first, then move the door, then tell everyone else."""
+    def _act(self, decision: Decision, frame: Frame, processing_s: float) -> None:
+        """Record the event durably first, then move the door, then tell everyone else.
+
+        Latency = time from the face's first frame to the deciding frame (on the frames' clock)
+        + the processing of that frame.
+        """
         event = self.outbox.record(
-            EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=self.clock())
+            EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=decision.at + processing_s)
         )
         if decision.verdict == "grant":
             self.door.grant()
