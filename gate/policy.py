@@ -12,9 +12,9 @@ How a decision comes about
   with confidence ≥ ``min_confidence``. An uncertain or different label starts the streak again.
 * A decision is taken on a frame where every present track is settled and at least one of
   them is *due*: it never had a decision, its cooldown (``cooldown_s``) has run out, or its
-  settled label differs from the one it was decided with (a visitor who pulls the mask up
-  after a deny gets a grant without waiting; the streak requirement bounds how often this
-  can happen). The decision covers every present track and starts all of their cooldowns,
+  settled label crossed the mask/no-mask line since it was decided (a visitor who pulls the
+  mask up after a deny gets a grant without waiting; a bare face read as ``incorrect_mask``
+  for a moment while leaving does not get a second deny). The decision covers every present track and starts all of their cooldowns,
   so one visitor standing at the door makes one decision, and a newcomer makes a new one.
 
 Rules and reasons (``Decision.reason``)
@@ -59,7 +59,7 @@ class Decision:
     faces: tuple[FaceObservation, ...]
     track_ids: tuple[int, ...]
     at: float
-    first_seen: float
+    first_seen: float  # when the earliest *newly decided* face appeared: the decision's latency starts here
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class DecisionPolicy:
         return (
             track.decided_at is None
             or now - track.decided_at >= self._settings.cooldown_s
-            or track.streak_label != track.decided_label
+            or (track.streak_label == WITH_MASK) != (track.decided_label == WITH_MASK)
         )
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
@@ -165,6 +165,7 @@ class DecisionPolicy:
         if not any(self._due(t, now) for t in tracks):
             return None
         verdict, reason = _verdict(self._settings.rule, [t.streak_label or "" for t in tracks])
+        newcomers = [t for t in tracks if self._due(t, now)]  # latency is theirs, not a lingering track's
         self._tracks = [replace(t, decided_at=now, decided_label=t.streak_label) for t in tracks]
         return Decision(
             verdict=verdict,
@@ -172,5 +173,5 @@ class DecisionPolicy:
             faces=tuple(t.latest for t in tracks),
             track_ids=tuple(t.id for t in tracks),
             at=now,
-            first_seen=min(t.first_seen for t in tracks),
+            first_seen=min(t.first_seen for t in newcomers),
         )

@@ -189,3 +189,18 @@ def test_reset_forgets_tracks() -> None:
 def test_min_confidence_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="min_confidence"):
         DecisionPolicy(PolicySettings(), min_confidence=1.5)
+
+
+def test_latency_is_the_newcomers_not_a_lingering_decided_track() -> None:
+    """A visitor already decided and still in view must not make a newcomer's decision look slow."""
+    first = frames(0, 6, (LEFT, M, SURE))
+    both = frames(6, 3, (LEFT, M, SURE), (RIGHT, M, SURE))
+    decisions = run(first + both)
+    assert [d.track_ids for d in decisions] == [(1,), (1, 2)]
+    assert decisions[1].first_seen == 6 * DT
+
+
+def test_a_deny_is_not_repeated_when_only_the_reason_changes() -> None:
+    """Hysteresis: no_mask → incorrect_mask on the same visitor is still a deny, so no new decision."""
+    decisions = run(frames(0, 4, (LEFT, W, SURE)) + frames(4, 4, (LEFT, I, SURE)) + frames(8, 4, (LEFT, M, SURE)))
+    assert [(d.verdict, d.reason) for d in decisions] == [("deny", "no_mask"), ("grant", "all_masked")]
