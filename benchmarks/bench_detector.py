@@ -7,6 +7,8 @@ door scenes at several face heights; a face counts as found when a detection ove
 with IoU ≥ 0.3. Goal: ≥ 95 % found at door distances, < 1 false detection per 100 frames.
 False detections are counted on empty scenes and, in the scenes with a face, as detections
 that do not touch the face (IoU < 0.1). Time is the median of ``detect()`` alone, in one thread.
+Every frame is an unrelated scene, so the detector is ``reset()`` before each: the numbers are the
+full per-frame pass, without the stream scheduling (measured by bench_gate.py).
 Each row is one detector configuration; ``min_face_px`` is lowered so small faces are measured.
 Writes benchmarks/results/detector.md and .json.
 """
@@ -64,6 +66,7 @@ def measure(settings: DetectorSettings, faces, backgrounds: list[np.ndarray]) ->
         for kind in KINDS:
             hits = 0
             for frame, truth in scenes(faces, height, kind):
+                detector.reset()
                 started = time.perf_counter()
                 detections = detector.detect(frame)
                 face_ms.append(1000 * (time.perf_counter() - started))
@@ -73,6 +76,7 @@ def measure(settings: DetectorSettings, faces, backgrounds: list[np.ndarray]) ->
             found[f"{kind}@{height}"] = round(100.0 * hits / len(faces), 1)
     false_in_empty = 0
     for frame in backgrounds:
+        detector.reset()
         started = time.perf_counter()
         false_in_empty += len(detector.detect(frame))
         empty_ms.append(1000 * (time.perf_counter() - started))

@@ -12,9 +12,27 @@ Propose, then confirm, because masks hide half of what BlazeFace looks for:
    needs less confirmation. The confirmation also gives the tighter box that is kept;
 3. only when nothing is confirmed (``tile_search``), the short-range model looks again at
    overlapping tiles of about half the frame, where a 48-96 px face is big enough for it;
-   its proposals are confirmed the same way. Frames with a face seldom pay for this pass.
+   its proposals are confirmed the same way.
 
-Measured on synthetic door scenes in ``benchmarks/results/detector.md``.
+Proposals are confirmed best first, and confirming stops after ``max_rejections`` rejections:
+true faces rank first or second among the full-range proposals, the wall patches after them.
+
+The detector is **stateful across consecutive frames of one camera** (``detect`` is called once
+per frame, in order), because at 30 fps a face is where it was 33 ms ago and re-finding it there
+costs one short-range run, while the full pass costs a full-range run plus confirmations:
+
+* faces found in the previous frame are confirmed again on a crop around their last box, with
+  the same bar as their first confirmation (the proposal score is remembered);
+* the full-frame pass (full-range + confirmation of the proposals away from known faces) runs
+  when no face is known, when a known face was not re-found, and otherwise every
+  ``full_scan_every`` frames, so a newcomer next to a known face waits at most that many frames;
+* the tile search runs on the first frame without a face and then every ``tile_every`` frames
+  while none is found, instead of on every empty frame.
+
+``reset()`` forgets the earlier frames (after a camera failure, or between unrelated images):
+the next ``detect`` is then exactly the full per-frame pass. ``full_scan_every = tile_every = 1``
+gives the full pass on every frame. Per-frame recall of the full pass is measured on synthetic
+door scenes in ``benchmarks/results/detector.md``, the stream in ``benchmarks/results/gate.md``.
 
 The SSD anchors, box decoding and weighted non-maximum suppression follow MediaPipe's
 ``SsdAnchorsCalculator``, ``TensorsToDetectionsCalculator`` and ``NonMaxSuppressionCalculator``
@@ -50,8 +68,11 @@ PROPOSAL_WEIGHT = 0.5
 #: Side of the tiles of the second look, as a fraction of the frame's shorter side
 #: (256 px on 640×480: 3×2 tiles, so a face 1/10 of the frame is 3/16 of a tile).
 TILE_FRACTION = 8 / 15
-#: A short-range face must overlap the full-range hit this much to confirm it.
+#: A short-range face must overlap the full-range hit this much to confirm it; a full-range
+#: proposal overlapping a known face this much is that face.
 _CONFIRM_MIN_IOU = 0.2
+#: Confirmed rows carry, after the box and keypoints, the score of the proposal they confirmed.
+_PROPOSAL_SCORE = _NUM_COORDS
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,8 @@ FULL_RANGE = BlazeFaceModel(FACE_DETECTION_FULL, 192, (4,), 1)
 
 class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+    def reset(self) -> None: ...
 
 
 def ssd_anchors(input_size: int, strides: tuple[int, ...], anchors_per_layer: int) -> np.ndarray:
@@ -228,25 +251,55 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[
 
 class BlazeFaceDetector:
     """Full-range BlazeFace proposals, short-range confirmation around each, a tiled second look
-    when nothing is confirmed, then the size and region filters."""
+    when nothing is confirmed, then the size and region filters; faces of the previous frame are
+    re-found on crops between full passes (see the module docstring)."""
 
     def __init__(self, settings: DetectorSettings, assets_dir: Path | None = None) -> None:
         folder = Path(assets_dir or settings.assets_dir or DEFAULT_ASSETS_DIR)
         self._settings = settings
         self._full = _BlazeFace(FULL_RANGE, folder, settings.threads)
         self._short = _BlazeFace(SHORT_RANGE, folder, settings.threads) if settings.confirm else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget earlier frames: the next ``detect`` runs the full pass, tile search included."""
+        self._known = np.zeros((0, _NUM_COORDS + 1), np.float32)
+        self._frames_since_full_pass = 0
+        self._frames_without_face = 0
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an RGB uint8 frame, in frame pixels, best score first."""
+        """Faces in an RGB uint8 frame (the next frame of the stream), in frame pixels, best score first."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
             raise ImageError(f"detector needs an RGB uint8 H×W×3 image, got {image.dtype} of shape {image.shape}")
-        rows, scores = self._full.run(image, self._settings.score_threshold, self._settings.nms_iou)
-        if self._short is not None:
-            rows, scores = self._confirm(image, rows, scores)
-            if not len(scores) and self._settings.tile_search:
-                rows, scores = self._confirm(image, *self._tile_proposals(image))
+        if self._short is None:
+            rows, scores = self._full.run(image, self._settings.score_threshold, self._settings.nms_iou)
+        else:
+            rows, scores = self._find(image)
         detections = [_detection(row, score) for row, score in zip(rows, scores)]
         return [d for d in detections if self._wanted(d, image.shape[1], image.shape[0])]
+
+    def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Known faces re-found on crops; the full pass when due; the tile search when due."""
+        settings = self._settings
+        known = self._known
+        rows, scores = self._confirm(image, known[:, :_NUM_COORDS], known[:, _PROPOSAL_SCORE])
+        self._frames_since_full_pass += 1
+        if len(scores) < len(known) or not len(known) or self._frames_since_full_pass >= settings.full_scan_every:
+            self._frames_since_full_pass = 0
+            proposals, proposal_scores = self._full.run(image, settings.score_threshold, settings.nms_iou)
+            overlaps = np.array([_iou_one_to_many(row, proposals) >= _CONFIRM_MIN_IOU for row in rows]).reshape(len(rows), len(proposals))
+            for row, overlapping in zip(rows, overlaps):  # a known face keeps its best proposal score
+                row[_PROPOSAL_SCORE] = max(row[_PROPOSAL_SCORE], proposal_scores[overlapping].max(initial=0.0))
+            newcomers = ~overlaps.any(axis=0)
+            new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], settings.max_rejections)
+            rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
+        if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
+            rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections)
+        # Two hits on one face confirm the same face twice: merge them like any duplicate.
+        rows, scores = weighted_nms(rows, scores, settings.nms_iou)
+        self._known = rows
+        self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
+        return rows, scores
 
     def _tile_proposals(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Short-range faces on overlapping tiles, in frame pixels, duplicates from overlaps merged."""
@@ -260,18 +313,24 @@ class BlazeFaceDetector:
             all_scores.append(scores)
         return weighted_nms(np.concatenate(all_rows), np.concatenate(all_scores), self._settings.nms_iou)
 
-    def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray, max_rejections: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Keep proposals the short-range model also sees on a crop around them, with its (tighter) box.
 
         Kept when confirmation score + PROPOSAL_WEIGHT × proposal score ≥ confirm_threshold.
+        Proposals are tried best first; after ``max_rejections`` rejections the rest are dropped.
+        Returned rows end with the proposal's score (``_PROPOSAL_SCORE``); not merged.
         """
         assert self._short is not None
         confirmed_rows, confirmed_scores = [], []
-        for row, score in zip(rows, scores):
+        rejected = 0
+        for index in np.argsort(-scores, kind="stable"):
+            if max_rejections is not None and rejected >= max_rejections:
+                break
+            row, score = rows[index], float(scores[index])
             width, height = row[2] - row[0], row[3] - row[1]
             side = CONFIRM_CROP_SCALE * max(width, height)
             crop, ox, oy = _square_crop(image, (row[0] + row[2]) / 2, (row[1] + row[3]) / 2, side)
-            needed = self._settings.confirm_threshold - PROPOSAL_WEIGHT * float(score)
+            needed = self._settings.confirm_threshold - PROPOSAL_WEIGHT * score
             found, found_scores = self._short.run(crop, max(needed, 0.0), self._settings.nms_iou)
             found[:, 0::2] += ox
             found[:, 1::2] += oy
@@ -279,12 +338,13 @@ class BlazeFaceDetector:
             candidates = np.flatnonzero(_iou_one_to_many(row, found) >= _CONFIRM_MIN_IOU)
             if len(candidates):
                 best = candidates[np.argmax(found_scores[candidates])]
-                confirmed_rows.append(found[best])
+                confirmed_rows.append(np.append(found[best], np.float32(score)))
                 confirmed_scores.append(found_scores[best])
+            else:
+                rejected += 1
         if not confirmed_rows:
-            return np.zeros((0, _NUM_COORDS), np.float32), np.zeros(0, np.float32)
-        # Two hits on one face confirm the same face twice: merge them like any duplicate.
-        return weighted_nms(np.array(confirmed_rows), np.array(confirmed_scores), self._settings.nms_iou)
+            return np.zeros((0, _NUM_COORDS + 1), np.float32), np.zeros(0, np.float32)
+        return np.array(confirmed_rows, np.float32), np.array(confirmed_scores, np.float32)
 
     def _wanted(self, detection: Detection, width: int, height: int) -> bool:
         x0, y0, x1, y1 = self._settings.roi

@@ -117,8 +117,15 @@ def test_tiles_of_a_vga_frame() -> None:
 
 
 @pytest.fixture(scope="module")
-def detector() -> BlazeFaceDetector:
+def shared_detector() -> BlazeFaceDetector:
     return BlazeFaceDetector(DetectorSettings())
+
+
+@pytest.fixture
+def detector(shared_detector: BlazeFaceDetector) -> BlazeFaceDetector:
+    """The defaults, with no memory of another test's frames (tests on unrelated scenes reset it)."""
+    shared_detector.reset()
+    return shared_detector
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +155,7 @@ def test_faces_at_door_distances_are_found(detector: BlazeFaceDetector, faces, m
     for i, (bare, with_mask, box) in enumerate(faces):
         for height in FACE_HEIGHTS:
             frame, truth = door_scene(with_mask if masked else bare, box, i, height)
+            detector.reset()  # unrelated scenes: the full pass on each
             hits += found(detector.detect(frame), truth)
             total += 1
     # Measured with the defaults on these 36 scenes (benchmarks/results/detector.md has the full
@@ -196,7 +204,11 @@ def test_empty_frames_have_no_faces(detector: BlazeFaceDetector, frame: np.ndarr
 
 
 def test_backgrounds_without_faces_have_no_faces(detector: BlazeFaceDetector) -> None:
-    assert sum(len(detector.detect(door_background(1000 + i))) for i in range(20)) == 0
+    false = 0
+    for i in range(20):
+        detector.reset()  # the full pass, tile search included, on each
+        false += len(detector.detect(door_background(1000 + i)))
+    assert false == 0
 
 
 def test_roi_and_min_size_filters(faces) -> None:
@@ -226,3 +238,103 @@ def test_missing_model_files_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(AssetError, match="gate-cli assets fetch"):
         BlazeFaceDetector(DetectorSettings(), assets_dir=tmp_path)
     assert DEFAULT_ASSETS_DIR.is_dir()
+
+
+# -- across frames: known faces re-found on crops, full pass on a schedule --------------------------
+
+
+class ModelRuns:
+    """Counts the detector's BlazeFace invocations by wrapping its two model slots' ``run``."""
+
+    def __init__(self, detector: BlazeFaceDetector) -> None:
+        self.full = self.short = 0
+        for slot in ("_full", "_short"):
+            model = getattr(detector, slot)
+            model.run = self._counting(model.run, slot)
+
+    def _counting(self, run, slot: str):
+        def counted(*args, **kwargs):
+            setattr(self, slot[1:], getattr(self, slot[1:]) + 1)
+            return run(*args, **kwargs)
+
+        return counted
+
+    def take(self) -> tuple[int, int]:
+        """(full-range, short-range) runs since the last call."""
+        counts, self.full, self.short = (self.full, self.short), 0, 0
+        return counts
+
+
+def test_a_known_face_is_refound_on_the_next_frame_with_one_short_range_run(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4))
+    runs = ModelRuns(detector)
+    frame = door_background(5)
+    truth = paste(frame, faces[0][0], faces[0][2], 96, 200, 150)
+    assert found(detector.detect(frame), truth)
+    assert runs.take()[0] == 1  # first frame: the full pass
+    moved = door_background(5)
+    truth = paste(moved, faces[0][0], faces[0][2], 96, 206, 152)  # the person sways a little
+    for _ in range(3):
+        assert found(detector.detect(moved), truth)
+        assert runs.take() == (0, 1)
+    assert found(detector.detect(moved), truth)
+    assert runs.take()[0] == 1  # every 4th frame the whole frame is searched again
+
+
+def test_a_newcomer_is_found_within_full_scan_every_frames(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=3))
+    first = door_background(6)
+    left = paste(first, faces[0][0], faces[0][2], 96, 40, 150)
+    detector.detect(first)
+    both = first.copy()
+    right = paste(both, faces[1][0], faces[1][2], 96, 380, 150)
+    seen = [found(detector.detect(both), right) for _ in range(4)]
+    assert seen == [False, False, True, True]  # found by the 3rd frame's scheduled full pass, kept after
+    assert found(detector.detect(both), left)
+
+
+def test_a_lost_face_triggers_the_full_pass_at_once(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=10))
+    frame = door_background(7)
+    paste(frame, faces[0][0], faces[0][2], 96, 40, 150)
+    detector.detect(frame)
+    runs = ModelRuns(detector)
+    elsewhere = door_background(7)
+    truth = paste(elsewhere, faces[0][0], faces[0][2], 96, 420, 250)  # far from its last box
+    assert found(detector.detect(elsewhere), truth)
+    assert runs.take()[0] == 1
+
+
+def test_tile_search_runs_on_the_first_empty_frame_then_every_tile_every(faces) -> None:
+    _, with_mask, box = faces[4]  # the masked face only the tile search finds (test above)
+    frame, truth = door_scene(with_mask, box, 4, 96)
+    detector = BlazeFaceDetector(DetectorSettings(tile_every=3))
+    detector.detect(door_background(8))  # an empty frame: tile search done, the next two skip it
+    assert [found(detector.detect(frame), truth) for _ in range(3)] == [False, False, True]
+
+
+def test_reset_forgets_known_faces_and_schedules(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4, tile_every=6))
+    runs = ModelRuns(detector)
+    frame = door_background(9)
+    paste(frame, faces[0][0], faces[0][2], 96, 200, 150)
+    detector.detect(frame)
+    detector.detect(frame)
+    runs.take()
+    detector.reset()
+    detector.detect(frame)
+    assert runs.take()[0] == 1  # no known face: the full pass, as on the first frame
+    _, with_mask, box = faces[4]
+    masked, truth = door_scene(with_mask, box, 4, 96)
+    detector.detect(door_background(8))
+    assert not found(detector.detect(masked), truth)  # tile search not due
+    detector.reset()
+    assert found(detector.detect(masked), truth)  # due again after reset
+
+
+def test_confirmation_stops_after_max_rejections() -> None:
+    detector = BlazeFaceDetector(DetectorSettings(max_rejections=2))
+    runs = ModelRuns(detector)
+    rows = np.array([[100 * i, 100, 100 * i + 50, 150] + [0] * 12 for i in range(5)], np.float32)
+    confirmed, _ = detector._confirm(np.zeros((FRAME_H, FRAME_W, 3), np.uint8), rows, np.full(5, 0.2, np.float32), 2)
+    assert len(confirmed) == 0 and runs.take() == (0, 2)
