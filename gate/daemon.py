@@ -179,6 +179,7 @@ class Gate:
         if self._fault is None:
             log.error("%s: door held locked until frames are processed again", reason)
             self.policy.reset()
+            self.detector.reset()
             self.door.fault(reason)
         self._fault = reason
 

@@ -70,6 +70,9 @@ class OneFaceDetector:
             raise ImageError("poisoned frame")
         return [Detection(Box(10, 10, 40, 40), 0.9)] if image[0, 0, 0] else []
 
+    def reset(self) -> None:
+        pass
+
 
 @dataclass
 class LabelByPixel:
