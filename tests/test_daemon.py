@@ -231,3 +231,17 @@ def test_a_broken_model_keeps_the_door_locked_until_a_good_one_arrives(tmp_path,
         worker.join(30)
     assert not worker.is_alive()
     assert result["frames"] > 0
+
+
+def test_face_crops_are_saved_only_when_privacy_allows(parts, tmp_path):
+    from gate.snapshots import FaceSnapshots
+
+    _, door, outbox, journal = parts
+    gate = make_gate(ScriptedCamera([frame(1)] * 6), door, outbox, journal)
+    run_script(gate)
+    assert not list(tmp_path.rglob("*.jpg"))  # the default: nothing written
+    gate = make_gate(ScriptedCamera([frame(2)] * 6), door, outbox, journal)
+    gate.snapshots = FaceSnapshots(tmp_path / "faces", retention_days=1.0)
+    run_script(gate)
+    [event] = [e for e in outbox.pending() if e.verdict == "deny"]
+    assert [p.name for p in (tmp_path / "faces").iterdir()] == [f"{event.event_id}-0.jpg"]
