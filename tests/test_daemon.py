@@ -107,11 +107,11 @@ def parts(tmp_path):
     outbox.close()
 
 
-def make_gate(camera, door, outbox, journal, decisions=None) -> Gate:
+def make_gate(camera, door, outbox, journal, decisions=None, snapshots=None) -> Gate:
     policy = DecisionPolicy(PolicySettings(consistent_frames=3, cooldown_s=10.0), 0.5)
     return Gate(
         gate_id="test-door", camera=camera, detector=OneFaceDetector(), classifier=LabelByPixel(), policy=policy,
-        door=door, outbox=outbox, journal=journal,
+        door=door, outbox=outbox, journal=journal, snapshots=snapshots,
         on_decision=(lambda d, e, f: decisions.append((d, e))) if decisions is not None else None,
     )
 
@@ -240,8 +240,7 @@ def test_face_crops_are_saved_only_when_privacy_allows(parts, tmp_path):
     gate = make_gate(ScriptedCamera([frame(1)] * 6), door, outbox, journal)
     run_script(gate)
     assert not list(tmp_path.rglob("*.jpg"))  # the default: nothing written
-    gate = make_gate(ScriptedCamera([frame(2)] * 6), door, outbox, journal)
-    gate.snapshots = FaceSnapshots(tmp_path / "faces", retention_days=1.0)
-    run_script(gate)
+    snapshots = FaceSnapshots(tmp_path / "faces", retention_days=1.0)
+    run_script(make_gate(ScriptedCamera([frame(2)] * 6), door, outbox, journal, snapshots=snapshots))
     [event] = [e for e in outbox.pending() if e.verdict == "deny"]
     assert [p.name for p in (tmp_path / "faces").iterdir()] == [f"{event.event_id}-0.jpg"]
