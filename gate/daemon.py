@@ -58,12 +58,10 @@ class LoopStats:
     faces: int = 0
     verdicts: Counter = field(default_factory=Counter)
     stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    stage_total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     last_decision: dict[str, Any] | None = None
 
     def record_stage(self, stage: str, seconds: float) -> None:
         ms = seconds * 1000.0
-        self.stage_total_ms[stage] += ms
         previous = self.stage_ms[stage]
         self.stage_ms[stage] = ms if previous == 0.0 else 0.9 * previous + 0.1 * ms
 
@@ -316,6 +314,7 @@ def serve(
             if vision is None:
                 return health
             detector, classifier, policy = vision
+            door.clear_fault()  # a model that failed earlier is fine now
             journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
             snapshots = (
                 FaceSnapshots(settings.state_path(settings.privacy.faces_dir), settings.privacy.retention_days)

@@ -226,6 +226,10 @@ def test_a_broken_model_keeps_the_door_locked_until_a_good_one_arrives(tmp_path,
         while "running" not in caplog.text and time.monotonic() < deadline + 10:
             time.sleep(0.1)
         assert "gate front-door running" in caplog.text
+        status = tmp_path / "var" / "status.json"
+        while not status.exists() and time.monotonic() < deadline + 20:
+            time.sleep(0.1)
+        assert json.loads(status.read_text())["door"] == "locked"  # the model fault is cleared
     finally:
         stop.set()
         worker.join(30)
