@@ -418,7 +418,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Test images: `{report['dataset']['source']}`, {ours['accuracy']['images']} with_mask/without_mask images "
         f"({scope}).",
         "",
-        f"| model | input | size | MACs | invoke ms, median (p90) | per face ms, median (p90) | accuracy "
+        "| model | input | size | MACs | invoke ms, median (p90) | per face ms, median (p90) | accuracy "
         "| with_mask recall | without_mask recall |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

@@ -14,7 +14,7 @@ from gate.contract import InputSpec, ModelContract, OutputSpec, file_sha256, wri
 from gate.errors import ImageError, ModelError
 from gate.settings import ClassifierSettings
 from gate.types import Box
-from tests.fixtures_models import SIZE, TinyRun, tiny_model, tiny_models, tiny_run  # noqa: F401
+from tests.fixtures_models import SIZE, TinyRun, tiny_model
 
 pytestmark = pytest.mark.slow
 

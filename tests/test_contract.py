@@ -20,7 +20,6 @@ from gate.contract import (
 )
 from gate.errors import ContractError, ModelError
 from gate.litert import load_interpreter
-from tests.fixtures_models import tiny_models, tiny_run  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 

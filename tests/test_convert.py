@@ -16,7 +16,7 @@ from convert.parity import compare, recommend_min_confidence
 from gate.classifier import MaskClassifier
 from gate.contract import contract_path, file_sha256, read_contract
 from gate.litert import load_interpreter
-from tests.fixtures_models import CLASSES, TinyRun, compact_run, tiny_models, tiny_run  # noqa: F401
+from tests.fixtures_models import CLASSES, TinyRun
 
 pytestmark = pytest.mark.slow
 

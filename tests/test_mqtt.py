@@ -152,7 +152,7 @@ def test_broker_restart_mid_run_loses_nothing(broker: Broker, outbox: Outbox, ma
         recorded: list[Event] = []
 
         def daemon_like() -> None:
-            for i in range(40):
+            for _ in range(40):
                 recorded.extend(record(outbox, link, 1))
                 time.sleep(0.02)
 
