@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 DATA=data/facemask-3c
 RUNS=runs
 COMPACT_EPOCHS=  # default: 45 (3 classes) / 90 (2 classes), the reference runs
-SEED_EPOCHS=15
+SEED_EPOCHS=30
 ONLY=compact-3c,compact-2c,seed-2c
 BUILD=0
 BACKGROUND=0
