@@ -342,13 +342,16 @@ def serve(
 
 def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, stop: threading.Event, until_camera_ends: bool) -> dict[str, Any]:
     metrics = MetricsServer(settings.metrics.prometheus_port) if settings.metrics.prometheus_port else None
-    next_status = next_health = time.monotonic()
+    next_status = next_health = next_ping = time.monotonic()
+    ping_every = min(notifier.watchdog_interval() or 1.0, 1.0)  # not per frame: one datagram a second is plenty
     published_state: dict[str, Any] | None = None
     try:
         while not stop.is_set():
             decision = gate.step()
-            notifier.watchdog()
             now = time.monotonic()
+            if now >= next_ping:  # from the main loop, so a hung loop stops the pings and systemd restarts us
+                notifier.watchdog()
+                next_ping = now + ping_every
             if link is not None and (decision is not None or now >= next_status):
                 state = gate.state()
                 if state != published_state:

@@ -57,7 +57,9 @@ class Notifier:
         if self._address is None:
             return
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: if nobody reads the socket, the gate must not hang on it (the message is
+            # dropped and the watchdog, not a stuck send, decides what happens next).
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
                 sock.connect(self._address)
                 sock.sendall(message.encode("utf-8"))
         except OSError as exc:

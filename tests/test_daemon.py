@@ -248,3 +248,40 @@ def test_face_crops_are_saved_only_when_privacy_allows(parts, tmp_path):
     run_script(make_gate(ScriptedCamera([frame(2)] * 6), door, outbox, journal, snapshots=snapshots))
     [event] = [e for e in outbox.pending() if e.verdict == "deny"]
     assert [p.name for p in (tmp_path / "faces").iterdir()] == [f"{event.event_id}-0.jpg"]
+
+
+@needs_model
+def test_systemd_hears_ready_watchdog_status_and_stopping_from_the_loop(tmp_path, door_clip, monkeypatch):
+    import socket
+    import tempfile
+
+    clip, _ = door_clip
+    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")  # AF_UNIX paths must be short
+    address = f"{folder}/notify.sock"
+    messages: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(0.2)
+        done = threading.Event()
+
+        def systemd() -> None:  # reads as the service manager does, while the gate runs
+            while not done.is_set():
+                try:
+                    messages.append(listener.recv(4096).decode())
+                except TimeoutError:
+                    pass
+
+        reader = threading.Thread(target=systemd)
+        reader.start()
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+        try:
+            serve(clip_settings(tmp_path, clip, camera={"realtime": True, "fps": 30}), until_camera_ends=True)
+            time.sleep(0.5)
+        finally:
+            done.set()
+            reader.join()
+    shutil.rmtree(folder)
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
+    assert messages.count("WATCHDOG=1") >= 3  # the clip plays for several seconds; pinged every second
+    assert any(m.startswith("STATUS=") and "fps" in m for m in messages)

@@ -62,3 +62,12 @@ def test_vanished_socket_does_not_raise(tmp_path: Path, caplog: pytest.LogCaptur
     notifier.watchdog()
     notifier.watchdog()
     assert caplog.text.count("sd_notify") == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_socket_nobody_reads_never_blocks_the_gate(systemd_socket: tuple[socket.socket, str]) -> None:
+    """The queue of an unread datagram socket fills up; later messages are dropped, not waited on."""
+    _, address = systemd_socket
+    notifier = Notifier(address)
+    for _ in range(2000):
+        notifier.watchdog()
