@@ -1,6 +1,6 @@
 """Per-stage latency of the gate's loop on one core, end-to-end fps, decision latency, Pi 4 estimate.
 
-    .venv/bin/python benchmarks/bench_gate.py [--model models/maskgate-compact-3c-int8.tflite] [--cpu 0]
+    .venv/bin/python benchmarks/bench_gate.py [--model gate/models/maskgate-compact-3c-int8.tflite] [--cpu 0]
 
 What runs: the real parts in one process, as ``Gate.step`` chains them (capture/decode → detect →
 classify each face → policy), LiteRT on one thread each, the process pinned to one core. The
@@ -60,6 +60,7 @@ from gate.classifier import MaskClassifier  # noqa: E402
 from gate.detector import BlazeFaceDetector  # noqa: E402
 from gate.errors import MaskgateError  # noqa: E402
 from gate.litert import load_interpreter  # noqa: E402
+from gate.models import default_model_path  # noqa: E402
 from gate.policy import DecisionPolicy, FaceObservation  # noqa: E402
 from gate.settings import CameraSettings, DetectorSettings, PolicySettings  # noqa: E402
 from gate.types import Box  # noqa: E402
@@ -684,7 +685,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("models/maskgate-compact-3c-int8.tflite"), help="contracted TFLite classifier")
+    parser.add_argument("--model", type=Path, default=default_model_path(), help="contracted TFLite classifier")
     parser.add_argument("--cpu", type=int, default=0, help="core to pin the process to")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic faces and scenes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gate", help="results path without suffix (.md and .json)")

@@ -226,10 +226,18 @@ def _tool_versions() -> dict[str, str]:
     }
 
 
+def _portable(value: Any) -> Any:
+    """A contract ships to other machines: an absolute path becomes relative to here, else its name."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    path = Path(value)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else path.name
+
+
 def _training_data(run: TrainingRun) -> dict[str, Any]:
     dataset = run.config.get("dataset")
-    described = dataset if isinstance(dataset, dict) else {"description": dataset}
-    return {**described, "run_dir": str(run.run_dir), "splits": {
+    described = {k: _portable(v) for k, v in dataset.items()} if isinstance(dataset, dict) else {"description": dataset}
+    return {**described, "run_dir": _portable(str(run.run_dir)), "splits": {
         name: len(run.split.get(name, [])) for name in ("train", "val", "test")
     }}
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gate.errors import ConfigError
+from gate.models import default_model_path
 
 #: Exit status for "the configuration is wrong": systemd must not restart into the same error.
 EXIT_CONFIG = 78
@@ -79,7 +80,7 @@ class DetectorSettings(Section):
 
 
 class ClassifierSettings(Section):
-    model: Path = Field(Path("models/maskgate-compact-3c-int8.tflite"), description="TFLite mask classifier; its contract <model>.json must sit beside it")
+    model: Path = Field(default_factory=default_model_path, description="TFLite mask classifier; its contract <model>.json must sit beside it (default: the one packaged in gate/models/)")
     threads: int = Field(1, ge=1, le=8, description="LiteRT threads for the classifier")
     min_confidence: Fraction | None = Field(None, description="Below this top-class probability a face is 'uncertain'; default: the model contract's recommendation")
 

@@ -16,9 +16,10 @@ import cv2
 import pytest
 
 from gate.cli import main
+from gate.models import default_model_path
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "models" / "maskgate-compact-3c-int8.tflite"
+SHIPPED_MODEL = default_model_path()
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.exists(), reason="the shipped model is not in models/")
 UNSEEN_SEED = 90210
 

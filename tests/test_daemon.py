@@ -24,13 +24,14 @@ from gate.camera import CameraStatus
 from gate.daemon import Gate, serve
 from gate.errors import ImageError
 from gate.journal import Journal
+from gate.models import default_model_path
 from gate.outbox import Outbox
 from gate.policy import DecisionPolicy
 from gate.settings import DoorSettings, OutboxSettings, PolicySettings, Settings, parse_settings
 from gate.types import Box, Classification, Detection, Frame
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "models" / "maskgate-compact-3c-int8.tflite"
+SHIPPED_MODEL = default_model_path()
 RELAY = 17
 
 

@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 
 from gate.events import Event
+from gate.models import default_model_path
 from gate.outbox import Outbox
 from gate.settings import MqttSettings, OutboxSettings, load_settings
 from tests.broker import GATE_ID, HAVE_MOSQUITTO, Broker, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / "models" / "maskgate-compact-3c-int8.tflite"
+MODEL = default_model_path()
 EVENTS = f"maskgate/{GATE_ID}/events"
 AVAILABILITY = f"maskgate/{GATE_ID}/availability"
 
