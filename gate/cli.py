@@ -42,7 +42,7 @@ def _single_image_decision(settings: Settings, classifier, observations) -> dict
 
     if not observations:
         return {"verdict": None, "reason": "no_face"}
-    policy = DecisionPolicy(settings.policy.model_copy(update={"consistent_frames": 1}), classifier.min_confidence)
+    policy = DecisionPolicy(settings.policy.model_copy(update={"evidence_frames": 1}), classifier.min_confidence)
     decision = policy.update(0.0, observations)
     if decision is None:
         return {"verdict": None, "reason": "uncertain"}

@@ -347,6 +347,7 @@ def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | N
     published_state: dict[str, Any] | None = None
     try:
         while not stop.is_set():
+            frames_before = gate.stats.frames
             decision = gate.step()
             now = time.monotonic()
             if now >= next_ping:  # from the main loop, so a hung loop stops the pings and systemd restarts us
@@ -367,7 +368,8 @@ def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | N
             if link is not None and now >= next_health:
                 link.publish_health(gate.health())
                 next_health = now + settings.mqtt.health_interval_s
-            if until_camera_ends and gate.camera.status.state == "ended":
+            # "ended" is set while the last decoded frame may still wait: stop only once a read found nothing
+            if until_camera_ends and gate.stats.frames == frames_before and gate.camera.status.state == "ended":
                 break
     finally:
         if metrics is not None:

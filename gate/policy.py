@@ -1,4 +1,4 @@
-"""The door's decision: faces tracked over frames → one grant/deny per visitor.
+"""The door's decision: faces tracked over frames → one grant/deny per visitor, or per group.
 
 Pure logic: no IO, no clock (every call says what time it is), so every rule is testable
 with a table of frames.
@@ -8,25 +8,42 @@ How a decision comes about
 * Faces are linked across frames to *tracks* (greedy IoU matching, best overlaps first). A
   track unseen for ``track_max_age_s`` is forgotten; until then it still counts as present,
   so a face the detector misses for a frame or two cannot let the others through alone.
-* A track is *settled* once its last ``consistent_frames`` observations all had the same label
-  with confidence ≥ ``min_confidence``. An uncertain or different label starts the streak again.
-* A decision is taken on a frame where every present track is settled and at least one of
-  them is *due*: it never had a decision, its cooldown (``cooldown_s``) has run out, or its
-  settled label crossed the mask/no-mask line since it was decided (a visitor who pulls the
-  mask up after a deny gets a grant without waiting; a bare face read as ``incorrect_mask``
-  for a moment while leaving does not get a second deny). The decision covers every present track and starts all of their cooldowns,
-  so one visitor standing at the door makes one decision, and a newcomer makes a new one.
+* **Evidence, not streaks.** Each track keeps a decayed, weighted average of the classifier's
+  probabilities: every frame, older evidence is multiplied by ``evidence_decay`` and the new
+  frame's probabilities are added with a weight = face size (``min(1, width /
+  full_weight_face_px)``) × detector score, so a small or doubtful face counts less. A track
+  *reads* a label once it has at least ``evidence_frames`` observations and
+  - ``with_mask`` when the average with_mask probability reaches the *mask bar*:
+    ``decide_confidence``, or the model contract's ``min_confidence`` if that is higher
+    (the contract's threshold is the floor for opening the door);
+  - not masked when the rest (1 − with_mask) reaches ``decide_confidence``: ``incorrect_mask``
+    if that is the larger share of the rest, else ``without_mask``.
+  One flickering frame pulls the average down by a bounded amount that the next frames win
+  back, instead of restarting a streak; a face whose label alternates never reaches the mask
+  bar, so it never opens the door.
+* **Groups.** A decision covers every present track, and waits until each one is *ready*: it
+  reads a label, or it has been present for ``decide_within_s`` without one, in which case it
+  counts as not masked (fail secure) and the decision's reason says ``undecided`` if nothing
+  worse was seen. So a masked pair makes one grant, a mixed pair one deny, whoever settles
+  first.
+* **One decision per visitor.** A decision is taken when every present track is ready and at
+  least one is *due*: never decided, or its label crossed the mask line since it was decided
+  (a visitor who pulls the mask up after a deny gets a grant; pulling it down after a grant
+  gets a deny). A visitor who stays is never re-decided otherwise, however long they stay; one
+  who leaves (track forgotten) and comes back is a new visitor, and so is a newcomer joining
+  someone already decided: the new decision covers both.
 
 Rules and reasons (``Decision.reason``)
 ---------------------------------------
 * ``all_masked``: grant (reason ``all_masked``) only when every face wears a mask correctly.
 * ``any_masked``: grant (reason ``any_masked``) when at least one face does.
-* Otherwise deny: ``no_mask`` if some face is without a mask, else ``incorrect_mask``.
-  Any label other than ``with_mask``/``incorrect_mask`` counts as no mask (fail secure).
+* Otherwise deny: ``no_mask`` if some face is without a mask, else ``incorrect_mask`` if some
+  face wears it wrongly, else ``undecided`` (a face could not be read in time). Any class other
+  than ``with_mask``/``incorrect_mask`` counts as no mask (fail secure).
 * ``observe``: the door never opens: the verdict is always ``deny`` and the reason says what
   ``all_masked`` would have concluded, prefixed ``observed_`` (``observed_all_masked``,
-  ``observed_no_mask``, ``observed_incorrect_mask``), so a consumer can tell reports from
-  refusals by the prefix alone.
+  ``observed_no_mask``, ``observed_incorrect_mask``, ``observed_undecided``), so a consumer
+  can tell reports from refusals by the prefix alone.
 """
 
 from __future__ import annotations
@@ -38,8 +55,14 @@ from gate.settings import PolicySettings
 from gate.types import Box, Classification, Detection
 
 WITH_MASK = "with_mask"
+WITHOUT_MASK = "without_mask"
 INCORRECT_MASK = "incorrect_mask"
+#: What a face that could not be read within ``decide_within_s`` counts as: not masked.
+UNDECIDED = "undecided"
 OBSERVED_PREFIX = "observed_"
+REASONS = ("all_masked", "any_masked", "no_mask", "incorrect_mask", UNDECIDED)
+#: A frame's weight never drops to zero, so the average stays defined.
+_MIN_WEIGHT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -69,10 +92,12 @@ class _Track:
     first_seen: float
     last_seen: float
     latest: FaceObservation
-    streak_label: str | None = None
-    streak: int = 0
-    decided_at: float | None = None
-    decided_label: str | None = None
+    frames: int = 0
+    weight: float = 0.0  # Σ decayed weights
+    masked: float = 0.0  # Σ decayed weight × P(with_mask)
+    incorrect: float = 0.0  # Σ decayed weight × P(incorrect_mask)
+    label: str | None = None  # the latest label the evidence read (kept while it is inconclusive)
+    decided_label: str | None = None  # the label the last decision used (UNDECIDED included)
 
 
 def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: float) -> dict[int, int]:
@@ -97,29 +122,36 @@ def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: f
     return matched
 
 
+def _masked(label: str | None) -> bool:
+    return label == WITH_MASK
+
+
 def _verdict(rule: str, labels: list[str]) -> tuple[Literal["grant", "deny"], str]:
-    masked = [label == WITH_MASK for label in labels]
+    masked = [_masked(label) for label in labels]
     if rule == "any_masked" and any(masked):
         return "grant", "any_masked"
     if rule in ("all_masked", "observe") and all(masked):
         verdict, reason = "grant", "all_masked"
-    elif any(label not in (WITH_MASK, INCORRECT_MASK) for label in labels):
+    elif any(label not in (WITH_MASK, INCORRECT_MASK, UNDECIDED) for label in labels):
         verdict, reason = "deny", "no_mask"
-    else:
+    elif INCORRECT_MASK in labels:
         verdict, reason = "deny", "incorrect_mask"
+    else:
+        verdict, reason = "deny", UNDECIDED
     if rule == "observe":
         return "deny", OBSERVED_PREFIX + reason
     return verdict, reason
 
 
 class DecisionPolicy:
-    """Turns per-frame face observations into at most one decision per visitor."""
+    """Turns per-frame face observations into at most one decision per visitor (or group)."""
 
     def __init__(self, settings: PolicySettings, min_confidence: float) -> None:
+        """``min_confidence``: the model contract's threshold, the floor of the mask bar."""
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be within [0, 1], got {min_confidence}")
         self._settings = settings
-        self._min_confidence = min_confidence
+        self.mask_bar = max(settings.decide_confidence, min_confidence)
         self._tracks: list[_Track] = []
         self._next_id = 1
 
@@ -127,25 +159,33 @@ class DecisionPolicy:
         """Forget every track (the camera was lost: whoever was there may have left)."""
         self._tracks = []
 
+    def _weight(self, obs: FaceObservation) -> float:
+        size = min(1.0, obs.detection.box.w / self._settings.full_weight_face_px)
+        return max(_MIN_WEIGHT, size * min(1.0, max(0.0, obs.detection.score)))
+
     def _observe(self, track: _Track, now: float, obs: FaceObservation) -> _Track:
-        label, confident = obs.classification.label, obs.classification.confidence >= self._min_confidence
-        if not confident:
-            streak_label, streak = None, 0
-        elif label == track.streak_label:
-            streak_label, streak = label, track.streak + 1
-        else:
-            streak_label, streak = label, 1
-        return replace(track, box=obs.detection.box, last_seen=now, latest=obs, streak_label=streak_label, streak=streak)
+        decay, weight, scores = self._settings.evidence_decay, self._weight(obs), obs.classification.scores
+        total = decay * track.weight + weight
+        masked = decay * track.masked + weight * scores.get(WITH_MASK, 0.0)
+        incorrect = decay * track.incorrect + weight * scores.get(INCORRECT_MASK, 0.0)
+        frames = track.frames + 1
+        label = track.label
+        if frames >= self._settings.evidence_frames:
+            p_masked, p_incorrect = masked / total, incorrect / total
+            if p_masked >= self.mask_bar:
+                label = WITH_MASK
+            elif 1.0 - p_masked >= self._settings.decide_confidence:
+                label = INCORRECT_MASK if p_incorrect > (1.0 - p_masked) / 2 else WITHOUT_MASK
+        return replace(track, box=obs.detection.box, last_seen=now, latest=obs, frames=frames,
+                       weight=total, masked=masked, incorrect=incorrect, label=label)
 
-    def _settled(self, track: _Track) -> bool:
-        return track.streak_label is not None and track.streak >= self._settings.consistent_frames
-
-    def _due(self, track: _Track, now: float) -> bool:
-        return (
-            track.decided_at is None
-            or now - track.decided_at >= self._settings.cooldown_s
-            or (track.streak_label == WITH_MASK) != (track.decided_label == WITH_MASK)
-        )
+    def _reading(self, track: _Track, now: float) -> str | None:
+        """The label the track brings to a decision now, or None while it may still be read."""
+        if track.label is not None:
+            return track.label
+        if track.decided_label is not None or now - track.first_seen >= self._settings.decide_within_s:
+            return track.decided_label or UNDECIDED
+        return None
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
@@ -160,18 +200,20 @@ class DecisionPolicy:
                 tracks.append(self._observe(fresh, now, obs))
         self._tracks = tracks
 
-        if not tracks or not all(self._settled(t) for t in tracks):
+        readings = [self._reading(t, now) for t in tracks]
+        if not tracks or any(r is None for r in readings):
             return None
-        if not any(self._due(t, now) for t in tracks):
+        due = [t for t, r in zip(tracks, readings) if t.decided_label is None or _masked(r) != _masked(t.decided_label)]
+        if not due:
             return None
-        verdict, reason = _verdict(self._settings.rule, [t.streak_label or "" for t in tracks])
-        newcomers = [t for t in tracks if self._due(t, now)]  # latency is theirs, not a lingering track's
-        self._tracks = [replace(t, decided_at=now, decided_label=t.streak_label) for t in tracks]
+        labels = [r for r in readings if r is not None]
+        verdict, reason = _verdict(self._settings.rule, labels)
+        self._tracks = [replace(t, decided_label=r) for t, r in zip(tracks, labels)]
         return Decision(
             verdict=verdict,
             reason=reason,
             faces=tuple(t.latest for t in tracks),
             track_ids=tuple(t.id for t in tracks),
             at=now,
-            first_seen=min(t.first_seen for t in newcomers),
+            first_seen=min(t.first_seen for t in due),  # latency is the newcomers', not a lingering track's
         )

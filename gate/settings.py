@@ -87,8 +87,11 @@ class ClassifierSettings(Section):
 
 class PolicySettings(Section):
     rule: Literal["all_masked", "any_masked", "observe"] = Field("all_masked", description="all_masked: grant only if every face in the ROI wears a mask correctly; any_masked: if at least one does; observe: never grant, only report")
-    consistent_frames: int = Field(5, ge=1, le=100, description="A face must show the same label this many frames in a row before a decision")
-    cooldown_s: Seconds = Field(10.0, description="After a decision, the same tracked person gets no new decision for this long")
+    evidence_frames: int = Field(3, ge=1, le=100, description="A face is read (masked or not) only after this many frames of evidence")
+    evidence_decay: Annotated[float, Field(ge=0.5, lt=1)] = Field(0.6, description="Each frame, a face's earlier evidence (decayed average of the classifier's probabilities) is multiplied by this; ≥ 0.5 so a label alternating every frame averages ≤ 2/3")
+    decide_confidence: Annotated[float, Field(ge=0.7, le=1)] = Field(0.8, description="Average probability needed to read a face: masked needs this or the model contract's min_confidence, whichever is higher; not masked needs this (≥ 0.7 > 2/3: an alternating face is never read masked)")
+    full_weight_face_px: int = Field(64, ge=1, description="Faces at least this wide (px) count fully in the evidence; smaller ones in proportion")
+    decide_within_s: Seconds = Field(1.0, description="A face not read within this long counts as not masked (deny, reason 'undecided')")
     track_iou: Fraction = Field(0.3, description="Box overlap that links a face to its track in the previous frame")
     track_max_age_s: Seconds = Field(1.0, description="A track unseen this long is forgotten")
 

@@ -109,7 +109,7 @@ def parts(tmp_path):
 
 
 def make_gate(camera, door, outbox, journal, decisions=None, snapshots=None) -> Gate:
-    policy = DecisionPolicy(PolicySettings(consistent_frames=3, cooldown_s=10.0), 0.5)
+    policy = DecisionPolicy(PolicySettings(), 0.5)
     return Gate(
         gate_id="test-door", camera=camera, detector=OneFaceDetector(), classifier=LabelByPixel(), policy=policy,
         door=door, outbox=outbox, journal=journal, snapshots=snapshots,
@@ -183,7 +183,7 @@ def clip_settings(tmp_path: Path, clip: Path, **sections) -> Settings:
         "gate": {"state_dir": str(tmp_path / "var")},
         "camera": {"source": str(clip), "kind": "file", "realtime": False, "fps": 10},
         "classifier": {"model": str(SHIPPED_MODEL)},
-        "policy": {"consistent_frames": 3},
+        "policy": {"evidence_frames": 3},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

@@ -106,11 +106,11 @@ class Site:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.settings_file.write_text(to_toml({
             "gate": {"id": GATE_ID, "state_dir": str(self.state_dir)},
-            # real time at the clip's own rate: the policy's tracks and cooldowns see the visitors as a
-            # camera would, so each visitor gives a decision about every cooldown_s while standing there
+            # real time at the clip's own rate: the policy's tracks see the visitors as a camera would,
+            # so each visitor of each pass of the looping clip gives one decision
             "camera": {"source": str(self.clip), "kind": "file", "fps": 10, "loop": True, "realtime": True},
             "classifier": {"model": str(MODEL)},
-            "policy": {"consistent_frames": 3, "cooldown_s": 1.0},
+            "policy": {"evidence_frames": 3},
             "door": {"pin_factory": "mock", "unlock_s": 0.5, "deny_indication_s": 0.3},
             "mqtt": self.mqtt.model_dump(mode="json", exclude_none=True),
         }))
