@@ -1,9 +1,18 @@
 """The door: a relay for the strike, green/red LEDs, an optional buzzer and request-to-exit button.
 
-Fail-secure by construction: the relay is created released, released on ``lock()``, ``fault()``
-and ``close()``, and only energised by ``grant()`` for a bounded time (a timer releases it).
-While a fault is raised, ``grant()`` refuses: free egress must not depend on this software
-(fail-secure strikes open mechanically from the inside), so refusing is the safe default.
+Fail-secure by construction: the relay is created released, released on ``deny()``, ``lock()``,
+``fault()`` and ``close()``, and only energised by ``grant()`` for a bounded time (a timer
+releases it). A deny cancels a running grant: an unmasked face settled while the door is open
+re-locks it. While a fault is raised, ``grant()`` refuses: free egress must not depend on this
+software (fail-secure strikes open mechanically from the inside), so refusing is the safe default.
+
+``grant()`` and ``deny()`` take a ``record`` callback, called under the door's lock with what is
+about to happen (the refusal's reason, or whether the relay is released) *before* the relay moves:
+the caller commits its event durably first, and no fault or close can slip in between.
+
+The process can die without any of this running (SIGKILL, a watchdog abort, a crash in native
+code), and a Raspberry Pi keeps a GPIO line at its last level: :func:`release_relay` is what
+``gate-cli door release`` (the unit's ``ExecStopPost=``) runs to drive the relay pin inactive.
 
 The GPIO pin factory is passed in (gpiozero's ``MockFactory`` in tests); real factories are
 imported lazily so this module loads on any machine.
@@ -19,12 +28,14 @@ from typing import Any, Literal
 
 from gpiozero import LED, Button, Buzzer, OutputDevice
 
-from gate.errors import ConfigError
+from gate.errors import ConfigError, MaskgateError
 from gate.settings import DoorSettings
 
 log = logging.getLogger(__name__)
 
 DoorState = Literal["locked", "unlocked", "fault"]
+#: Why the door refused a grant (it becomes ``<source>_refused_<refusal>`` in the event).
+Refusal = Literal["fault", "closed"]
 
 FAULT_BLINK_S = 0.5
 DENY_BEEP_S = 0.15
@@ -66,6 +77,7 @@ class Door:
         self._unlocked_until = 0.0
         self._fault_reason: str | None = None
         self._closed = False
+        self._last_press = float("-inf")
         #: Called (from a gpiozero thread) when the exit button is pressed. The daemon sets it to
         #: record an ``exit_button`` event before granting; unset, the button grants directly.
         self.on_exit_request: Callable[[], None] | None = None
@@ -75,7 +87,11 @@ class Door:
             self._green = self._add(LED(settings.green_led_pin, pin_factory=self._factory)) if settings.green_led_pin else None
             self._red = self._add(LED(settings.red_led_pin, pin_factory=self._factory)) if settings.red_led_pin else None
             self._buzzer = self._add(Buzzer(settings.buzzer_pin, pin_factory=self._factory)) if settings.buzzer_pin else None
-            self._button = self._add(Button(settings.exit_button_pin, pin_factory=self._factory)) if settings.exit_button_pin else None
+            self._button = (
+                self._add(Button(settings.exit_button_pin, bounce_time=settings.exit_button_bounce_s, pin_factory=self._factory))
+                if settings.exit_button_pin
+                else None
+            )
         except Exception as exc:
             self.close()
             raise ConfigError(f"door: cannot set up the GPIO pins ({type(exc).__name__}: {exc})") from exc
@@ -100,18 +116,33 @@ class Door:
     def fault_reason(self) -> str | None:
         return self._fault_reason
 
+    @property
+    def unlock_s(self) -> float:
+        """How long a grant without its own duration keeps the relay energised."""
+        return self._settings.unlock_s
+
     # -- actions -----------------------------------------------------------------------------
 
-    def grant(self, seconds: float | None = None) -> bool:
+    def refusal(self) -> Refusal | None:
+        """Why a grant would be refused now (None: it would not be)."""
+        with self._lock:
+            return "closed" if self._closed else "fault" if self._fault_reason is not None else None
+
+    def grant(self, seconds: float | None = None, *, record: Callable[[Refusal | None], None] | None = None) -> bool:
         """Energise the relay for ``seconds`` (default ``unlock_s``); a new grant extends it.
 
-        Returns False (and leaves the door locked) while a fault is raised or after close.
+        Returns whether the relay is energised by this call: False (door left locked) while a
+        fault is raised or after close. ``record(refusal)`` runs first, under the door's lock; if it
+        raises, the relay does not move.
         """
         duration = self._settings.unlock_s if seconds is None else float(seconds)
         if duration <= 0:
             raise ValueError(f"unlock duration must be positive, got {duration}")
         with self._lock:
-            if self._closed or self._fault_reason is not None:
+            refusal = self.refusal()
+            if record is not None:
+                record(refusal)
+            if refusal is not None:
                 log.warning("grant refused: door is %s", "closed" if self._closed else f"in fault ({self._fault_reason})")
                 return False
             self._unlocked_until = max(self._unlocked_until, time.monotonic() + duration)
@@ -123,17 +154,28 @@ class Door:
         log.info("door unlocked for %.1f s", duration)
         return True
 
-    def deny(self) -> None:
-        """Red LED and buzzer for ``deny_indication_s``. Never touches the relay."""
+    def deny(self, *, record: Callable[[bool], None] | None = None) -> bool:
+        """Release the relay at once (cancelling a running grant), then red LED and buzzer for
+        ``deny_indication_s``. Returns whether the relay was energised, i.e. this deny re-locked
+        the door; ``record(relocks)`` runs first, under the door's lock."""
         with self._lock:
-            if self._closed or self._fault_reason is not None:
-                return
+            relocks = not self._closed and bool(self._relay.value)
+            if record is not None:
+                record(relocks)
+            if self._closed:
+                return False
+            self._release()
+            if relocks:
+                log.warning("deny: door locked again before the end of its grant")
+            if self._fault_reason is not None:
+                return relocks  # the red LED is blinking the fault
             if self._red:
                 self._red.on()
             if self._buzzer:
                 beeps = max(1, round(self._settings.deny_indication_s / (2 * DENY_BEEP_S)))
                 self._buzzer.beep(on_time=DENY_BEEP_S, off_time=DENY_BEEP_S, n=min(beeps, 3), background=True)
             self._deny_timer = self._restart_timer(self._deny_timer, self._settings.deny_indication_s, self._end_deny_indication)
+        return relocks
 
     def lock(self) -> None:
         """Release the relay now (cancels a running grant)."""
@@ -221,9 +263,36 @@ class Door:
         return timer
 
     def _exit_pressed(self) -> None:
+        """A press within ``exit_button_min_interval_s`` of the last accepted one is ignored: a
+        bouncing contact or a held-down hand is one request, not a stream of grants and events."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_press < self._settings.exit_button_min_interval_s:
+                log.debug("exit button pressed again within %.1f s: ignored", self._settings.exit_button_min_interval_s)
+                return
+            self._last_press = now
         log.info("exit button pressed")
         hook = self.on_exit_request
         if hook is not None:
             hook()
         else:
             self.grant()
+
+
+def release_relay(settings: DoorSettings, *, pin_factory: Any = None) -> bool:
+    """Drive the relay pin to its inactive level and free it; returns the pin's level read back.
+
+    For ``gate-cli door release`` after the daemon is gone (however it died): it touches only
+    the relay pin, so it fails (GPIO busy) rather than fight a daemon that is still running.
+    """
+    factory = pin_factory if pin_factory is not None else make_pin_factory(settings.pin_factory)
+    try:
+        relay = OutputDevice(settings.relay_pin, active_high=settings.relay_active_high, initial_value=False, pin_factory=factory)
+    except Exception as exc:  # busy (the daemon still holds it), no permission, no such pin
+        raise MaskgateError(f"door: cannot drive relay pin {settings.relay_pin} ({type(exc).__name__}: {exc})") from exc
+    try:
+        relay.off()
+        level = bool(relay.pin.state)
+    finally:
+        relay.close()
+    return level

@@ -225,6 +225,19 @@ def cmd_test_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- door ------------------------------------------------------------------------------------
+
+
+def cmd_door(args: argparse.Namespace) -> int:
+    """Drive the relay pin inactive: the unit's ExecStopPost=, after any death of the daemon."""
+    from gate.actuators import release_relay
+
+    door = _settings(args).door
+    level = release_relay(door)
+    print(f"relay on pin {door.relay_pin} released: pin {'high' if level else 'low'} (relay active {'high' if door.relay_active_high else 'low'})", flush=True)
+    return 0
+
+
 # -- config / status / assets ----------------------------------------------------------------
 
 
@@ -286,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--save", type=Path, help="save the last frame here")
     p.set_defaults(func=cmd_test_camera)
+
+    p = sub.add_parser("door", help="door hardware: `release` drives the relay pin inactive (systemd's stop hook; the daemon must be stopped)")
+    p.add_argument("action", choices=["release"])
+    p.set_defaults(func=cmd_door)
 
     p = sub.add_parser("config", help="check or show the settings")
     p.add_argument("action", choices=["check", "show"])

@@ -142,30 +142,15 @@ class Gate:
         return decision
 
     def _act(self, decision: Decision, frame: Frame, processing_s: float) -> None:
-        """Record the event durably first, then move the door, then tell everyone else.
+        """Record the event durably and move the door (see :func:`record_and_act`), then tell everyone else.
 
         Latency = time from the face's first frame to the deciding frame (on the frames' clock)
         + the processing of that frame.
         """
-        event = self.outbox.record(
-            EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=decision.at + processing_s)
-        )
-        if decision.verdict == "grant":
-            self.door.grant()
-        elif not decision.reason.startswith(OBSERVED_PREFIX):  # observe mode reports, never signals
-            self.door.deny()
-        if self.link is not None:
-            self.link.notify()
-        self.stats.verdicts[decision.verdict] += 1
-        self.stats.last_decision = {"verdict": decision.verdict, "reason": decision.reason, "time": event.time, "seq": event.seq}
+        draft = EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=decision.at + processing_s)
+        event = record_and_act(self.door, self.outbox, draft)
         labels = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
-        log.info(
-            "decision #%d %s (%s): %s; %.0f ms after the face appeared",
-            event.seq, decision.verdict.upper(), decision.reason, labels, event.latency_ms,
-            extra={"event_id": event.event_id, "verdict": decision.verdict, "reason": decision.reason},
-        )
-        if self.journal is not None:
-            self.journal.append(event.model_dump(mode="json"))
+        publish_event(event, f"{labels}; {event.latency_ms:.0f} ms after the face appeared", self.link, self.journal, self.stats)
         if self.snapshots is not None:
             self.snapshots.save(frame.image, [o.detection.box for o in decision.faces], event.event_id)
         if self.on_decision is not None:
@@ -219,6 +204,45 @@ class Gate:
             "mqtt": dataclasses.asdict(self.link.status) if self.link is not None else {"enabled": False},
             "model_sha256": self.classifier.model_sha256,
         }
+
+
+def record_and_act(door: Door, outbox: Outbox, draft: EventDraft, seconds: float | None = None) -> Event:
+    """Commit the event, then move the door, both under the door's lock so the event says what the relay did.
+
+    A grant energises the relay only if the door accepts it; a refused grant is recorded as a
+    deny with the refusal's reason (``<source>_refused_<why>``). A deny releases the relay at once,
+    cancelling a running grant; observe mode's reports never touch the door. If the record fails,
+    the relay does not move.
+    """
+    recorded: list[Event] = []
+    if draft.verdict == "grant":
+        unlock_s = door.unlock_s if seconds is None else seconds
+
+        def record_grant(refusal: str | None) -> None:
+            recorded.append(outbox.record(draft.with_relay("energised", unlock_s) if refusal is None else draft.refused(refusal)))
+
+        door.grant(unlock_s, record=record_grant)
+    elif draft.reason.startswith(OBSERVED_PREFIX):  # observe mode reports, never signals
+        recorded.append(outbox.record(draft))
+    else:
+        door.deny(record=lambda relocks: recorded.append(outbox.record(draft.with_relay("released" if relocks else "unchanged"))))
+    return recorded[0]
+
+
+def publish_event(event: Event, detail: str, link: MqttLink | None, journal: Journal | None, stats: LoopStats | None) -> None:
+    """After the record and the relay: wake the MQTT link, count, log and journal (camera and manual alike)."""
+    if link is not None:
+        link.notify()
+    if stats is not None:
+        stats.verdicts[event.verdict] += 1
+        stats.last_decision = {"verdict": event.verdict, "reason": event.reason, "source": event.source, "time": event.time, "seq": event.seq}
+    log.info(
+        "decision #%d %s (%s, relay %s): %s",
+        event.seq, event.verdict.upper(), event.reason, event.relay, detail,
+        extra={"event_id": event.event_id, "verdict": event.verdict, "reason": event.reason, "source": event.source, "relay": event.relay},
+    )
+    if journal is not None:
+        journal.append(event.model_dump(mode="json"))
 
 
 # -- the long-running process ----------------------------------------------------------------
@@ -294,19 +318,23 @@ def serve(
     with signals, Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
         link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt)) if settings.mqtt.enabled else None
 
-        def manual_grant(source: str, seconds: float | None = None) -> None:
-            """Exit button or remote command: recorded like any decision, before the relay acts."""
-            if door.state == "fault":  # the door refuses grants while a fault is raised; say so
-                outbox.record(EventDraft(gate_id=settings.gate.id, verdict="deny", reason=f"{source}_refused_fault", source=source))
-            else:
-                outbox.record(EventDraft(gate_id=settings.gate.id, verdict="grant", reason=source, source=source))
-                door.grant(seconds)
-            if link is not None:
-                link.notify()
+        journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
+        gate: Gate | None = None  # counts manual grants too, once it runs
 
-        door.on_exit_request = lambda: manual_grant("exit_button")
+        def manual_grant(source: str, seconds: float | None = None, *, request_id: str | None = None,
+                         sender: str | None = None, refusal: str | None = None) -> None:
+            """Exit button or remote command: recorded, journaled and counted like any decision, before
+            the relay acts; a request refused before the door (a stale or replayed command) is recorded too."""
+            draft = EventDraft(gate_id=settings.gate.id, verdict="grant", reason=source, source=source, request_id=request_id, sender=sender)
+            event = outbox.record(draft.refused(refusal)) if refusal is not None else record_and_act(door, outbox, draft, seconds)
+            detail = f"{source} request" + (f" {request_id}" if request_id else "") + f" from {sender or 'an unnamed sender'}"
+            publish_event(event, detail, link, journal, gate.stats if gate else None)
+
+        door.on_exit_request = lambda: manual_grant("exit_button", sender=f"pin {settings.door.exit_button_pin}")
         if link is not None:
-            link.on_command = lambda command: manual_grant("remote", command.seconds)
+            link.on_command = lambda request: manual_grant(
+                "remote", request.seconds, request_id=request.request_id, sender=request.sender, refusal=request.refusal
+            )
             link.start()
         notifier.ready()
         try:
@@ -315,7 +343,6 @@ def serve(
                 return health
             detector, classifier, policy = vision
             door.clear_fault()  # a model that failed earlier is fine now
-            journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
             snapshots = (
                 FaceSnapshots(settings.state_path(settings.privacy.faces_dir), settings.privacy.retention_days)
                 if settings.privacy.save_faces

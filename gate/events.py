@@ -22,6 +22,24 @@ SCHEMA_VERSION = "maskgate.event/1"
 
 Source = Literal["camera", "exit_button", "remote"]
 Verdict = Literal["grant", "deny"]
+#: Every ``reason`` an event can carry (the schema lists them; README "Event reasons").
+Reason = Literal[
+    # the camera's decisions (gate.policy): grants, denies, and observe mode's reports
+    "all_masked", "any_masked", "no_mask", "incorrect_mask", "undecided",
+    "observed_all_masked", "observed_no_mask", "observed_incorrect_mask", "observed_undecided",
+    # manual grants: the request-to-exit button, a remote command
+    "exit_button", "remote",
+    # a grant the door refused (fault raised, or shutting down): the verdict is deny
+    "camera_refused_fault", "camera_refused_closed",
+    "exit_button_refused_fault", "exit_button_refused_closed",
+    "remote_refused_fault", "remote_refused_closed",
+    # a remote command refused before it reached the door
+    "remote_refused_invalid", "remote_refused_retained", "remote_refused_expired",
+    "remote_refused_expiry_too_far", "remote_refused_replayed",
+]
+#: What the event did to the relay: energised (a grant, or one extending a running grant),
+#: released (a deny that cut a running grant short), unchanged (anything else).
+Relay = Literal["energised", "released", "unchanged"]
 
 
 class FaceRecord(BaseModel):
@@ -43,12 +61,16 @@ class EventDraft(BaseModel):
     event_id: str = Field(default_factory=lambda: str(uuid.uuid4()), description="Unique id (uuid4): de-duplicate on it")
     gate_id: str = Field(description="The gate that decided")
     time: datetime = Field(default_factory=lambda: datetime.now(timezone.utc), description="When the decision was made, UTC ISO-8601 ending in Z", json_schema_extra={"format": "date-time"})
-    verdict: Verdict
-    reason: str = Field(description="Why, in a few words (e.g. 'all faces masked', 'without_mask')")
+    verdict: Verdict = Field(description="grant only if the relay was energised; anything else is deny")
+    reason: Reason = Field(description="Why: the policy's rule outcome, the manual request, or the refusal (see README, Event reasons)")
     faces: list[FaceRecord] = Field(default_factory=list)
     model_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the classifier model that decided")
     latency_ms: float | None = Field(None, ge=0, description="From the first frame showing the face to this event")
     source: Source = Field("camera", description="camera decision, request-to-exit button, or remote command")
+    relay: Relay = Field("unchanged", description="What this event did to the relay: energised, released (a deny cut a grant short) or unchanged")
+    unlock_s: float | None = Field(None, gt=0, description="With relay 'energised': for how long, from this event")
+    request_id: str | None = Field(None, max_length=64, description="A remote command's request id")
+    sender: str | None = Field(None, max_length=128, description="Who or what asked, where known: the command's 'by', or the exit button's pin")
 
     @field_validator("time")
     @classmethod
@@ -77,6 +99,17 @@ class EventDraft(BaseModel):
         ]
         return cls(gate_id=gate_id, verdict=decision.verdict, reason=decision.reason, faces=faces,
                    model_sha256=model_sha256, latency_ms=round(max(0.0, now - decision.first_seen) * 1000, 1))
+
+    def refused(self, refusal: str) -> EventDraft:
+        """This request, turned into the deny its refusal makes of it (``<source>_refused_<refusal>``)."""
+        return self._changed(verdict="deny", reason=f"{self.source}_refused_{refusal}", relay="unchanged", unlock_s=None)
+
+    def with_relay(self, relay: Relay, unlock_s: float | None = None) -> EventDraft:
+        """This event, saying what it does to the relay (known only under the door's lock)."""
+        return self._changed(relay=relay, unlock_s=unlock_s)
+
+    def _changed(self, **changes: object) -> EventDraft:
+        return EventDraft.model_validate({**self.model_dump(), **changes})  # validated, unlike model_copy
 
     def numbered(self, seq: int) -> Event:
         return Event(seq=seq, **self.model_dump())

@@ -7,7 +7,13 @@ Topics, under ``<topic_prefix>/<gate_id>/``:
 * ``state``        — retained JSON from :meth:`MqttLink.publish_state` (``door``, ``grants``, ``denies``, ...)
 * ``events``       — QoS 1, not retained: one ``maskgate.event/1`` JSON per decision
 * ``health``       — QoS 0, periodic JSON from :meth:`MqttLink.publish_health` plus outbox stats
-* ``command``      — subscribed only with ``remote_unlock``: ``{"action": "unlock", "seconds": 5}``
+* ``command``      — subscribed only with ``remote_unlock`` (which needs TLS and a user name):
+  ``{"action": "unlock", "request_id": "…", "expires": "<UTC ISO-8601>", "seconds": 5, "by": "alice"}``
+
+Every command that arrives is handed on as a :class:`RemoteRequest`, refused or not: a retained,
+malformed, expired (or expiring more than ``command_max_ttl_s`` ahead) or repeated
+(``request_id`` already seen) one carries its refusal, so the daemon records it as an event
+instead of moving the door. A QoS-1 redelivery is a repeated id: it unlocks once.
 
 Delivery is **at-least-once**: an event leaves the outbox only when the broker's PUBACK for it
 arrives (a failed PUBACK reason, e.g. an ACL refusal, keeps it). After a reconnect every
@@ -39,7 +45,7 @@ from typing import Any, Literal
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from gate.errors import ConfigError
 from gate.outbox import Outbox
@@ -51,6 +57,7 @@ LOOP_TIMEOUT_S = 0.1
 POLL_OUTBOX_S = 5.0  # also look at the outbox without notify(), e.g. events recorded by another process
 STOP_FLUSH_S = 2.0
 LOGIN_REFUSALS = {134, 135, 140}  # bad user name or password, not authorized, bad authentication method
+MAX_REMEMBERED_IDS = 10_000  # request ids kept until their commands expire; the oldest go first beyond this
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,33 @@ class UnlockCommand(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: Literal["unlock"]
+    request_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{8,64}$", description="Unique per request (a uuid4): a repeated id is refused")
+    expires: AwareDatetime = Field(description="After this instant the command is refused (UTC ISO-8601)")
     seconds: float | None = Field(None, gt=0, le=60, description="Unlock time; default door.unlock_s")
+    by: str | None = Field(None, min_length=1, max_length=64, description="Who sent it (the operator or tool), for the record")
+
+
+CommandRefusal = Literal["invalid", "retained", "expired", "expiry_too_far", "replayed"]
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    """A command as it arrived: what it asked for and, if it must not reach the door, why."""
+
+    command: UnlockCommand | None  # None when the payload is not a valid command
+    refusal: CommandRefusal | None
+
+    @property
+    def request_id(self) -> str | None:
+        return self.command.request_id if self.command else None
+
+    @property
+    def sender(self) -> str | None:
+        return self.command.by if self.command else None
+
+    @property
+    def seconds(self) -> float | None:
+        return self.command.seconds if self.command else None
 
 
 @dataclass(frozen=True)
@@ -173,14 +206,15 @@ class MqttLink:
     """Owns one background thread that connects, publishes and drains the outbox."""
 
     def __init__(self, settings: MqttSettings, gate_id: str, outbox: Outbox, *, password: str | None = None,
-                 on_command: Callable[[UnlockCommand], None] | None = None, window: int = 10) -> None:
+                 on_command: Callable[[RemoteRequest], None] | None = None, window: int = 10) -> None:
         self._settings = settings
         self._gate_id = gate_id
         self._outbox = outbox
         self._password = password
         self._window = window
-        #: Called from the MQTT thread with each valid, non-retained unlock command (remote_unlock only).
+        #: Called from the MQTT thread with every command that arrives, refused or not (remote_unlock only).
         self.on_command = on_command
+        self._seen_ids: dict[str, datetime] = {}  # request id -> its expiry, in arrival order
         self.topics = Topics.of(settings, gate_id)
         self._address = f"{settings.host}:{settings.port}"
         self._tls = _tls_context(settings.tls) if settings.tls.enabled else None
@@ -399,20 +433,41 @@ class MqttLink:
             self._publish_discovery(client)
 
     def _handle_command(self, message: paho.MQTTMessage) -> None:
-        if message.retain:  # a stale retained "unlock" would open the door at every reconnect
-            log.warning("ignored a retained command on %s (commands must not be retained)", message.topic)
+        if not message.payload:  # clearing a retained message on the topic: not a command
             return
+        request = self._check_command(message)
+        if request.refusal is None:
+            log.info("remote command %s from %s: unlock", request.request_id, request.sender or "(unnamed)")
+        else:
+            log.warning("refused a remote command on %s (%s): %s", message.topic, request.request_id or "no valid request id", request.refusal)
+        if self.on_command is not None:
+            try:
+                self.on_command(request)
+            except Exception:
+                log.exception("remote command handler failed")
+
+    def _check_command(self, message: paho.MQTTMessage) -> RemoteRequest:
+        """Parse and vet one command: a retained, malformed, stale or repeated one is refused."""
         try:
             command = UnlockCommand.model_validate_json(message.payload)
         except ValidationError as exc:
-            log.warning("ignored an invalid command on %s: %s", message.topic, exc.errors(include_url=False)[0]["msg"])
-            return
-        log.info("remote command: %s", command.model_dump())
-        if self.on_command is not None:
-            try:
-                self.on_command(command)
-            except Exception:
-                log.exception("remote command handler failed")
+            log.warning("invalid command on %s: %s", message.topic, exc.errors(include_url=False)[0]["msg"])
+            return RemoteRequest(None, "retained" if message.retain else "invalid")
+        if message.retain:  # a stale retained "unlock" would open the door at every reconnect
+            return RemoteRequest(command, "retained")
+        now = datetime.now(timezone.utc)
+        for request_id in [i for i, expiry in self._seen_ids.items() if expiry < now]:
+            del self._seen_ids[request_id]
+        if command.request_id in self._seen_ids:
+            return RemoteRequest(command, "replayed")
+        self._seen_ids[command.request_id] = command.expires
+        while len(self._seen_ids) > MAX_REMEMBERED_IDS:
+            del self._seen_ids[next(iter(self._seen_ids))]
+        if command.expires <= now:
+            return RemoteRequest(command, "expired")
+        if (command.expires - now).total_seconds() > self._settings.command_max_ttl_s:
+            return RemoteRequest(command, "expiry_too_far")
+        return RemoteRequest(command, None)
 
     def _publish_discovery(self, client: paho.Client) -> None:
         for topic, payload in discovery_messages(self._settings, self._gate_id):

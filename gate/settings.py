@@ -118,6 +118,8 @@ class DoorSettings(Section):
     buzzer_pin: Pin | None = Field(None, description="Optional buzzer, beeps on deny")
     exit_button_pin: Pin | None = Field(None, description="Optional request-to-exit button (unlocks from inside)")
     deny_indication_s: Seconds = Field(3.0, description="How long the red LED / buzzer pattern lasts after a deny")
+    exit_button_bounce_s: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.05, description="Exit button debounce: edges within this time of the last one are ignored (gpiozero bounce_time)")
+    exit_button_min_interval_s: Annotated[float, Field(ge=0.0, le=60.0)] = Field(2.0, description="A press this soon after the last accepted one is ignored (one request, one grant, one event)")
 
 
 class TlsSettings(Section):
@@ -149,6 +151,14 @@ class MqttSettings(Section):
     remote_unlock: bool = Field(False, description="Accept unlock commands on <prefix>/<id>/command (off by default; needs a broker ACL)")
     tls: TlsSettings = Field(default_factory=TlsSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    command_max_ttl_s: Annotated[float, Field(gt=0.0, le=300.0)] = Field(30.0, description="A remote command must expire within this many seconds of its arrival (bounds how long a captured one can be replayed)")
+
+    @model_validator(mode="after")
+    def _remote_unlock_is_authenticated(self) -> MqttSettings:
+        """Anyone who can publish on the command topic opens the door: the broker must know who they are."""
+        if self.remote_unlock and not (self.tls.enabled and self.username):
+            raise ValueError("remote_unlock = true needs tls.enabled = true and a username (the broker must authenticate both ends)")
+        return self
 
 
 class OutboxSettings(Section):

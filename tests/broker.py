@@ -107,7 +107,7 @@ class Broker:
         self.port, self.tls_port, self.mtls_port = free_port(), free_port(), free_port()
         self.certs = Certificates.create(self.workdir / "certs")
         self.ca_file = self.certs.ca_file
-        default_acl = broker_acl(MqttSettings(remote_unlock=True, homeassistant={"enabled": True}), GATE_ID, "gate") + EXTRA_ACL
+        default_acl = broker_acl(MqttSettings(remote_unlock=True, username="gate", tls={"enabled": True}, homeassistant={"enabled": True}), GATE_ID, "gate") + EXTRA_ACL
         self._write_config(default_acl if acl is None else acl)
         self._process: subprocess.Popen[bytes] | None = None
         self.log_file = self.workdir / "mosquitto.log"

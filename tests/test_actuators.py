@@ -7,7 +7,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from gate.actuators import Door
+from gate.actuators import Door, release_relay
 from gate.errors import ConfigError
 from gate.settings import DoorSettings
 
@@ -77,13 +77,57 @@ def test_active_low_relay_inverts_the_pin(factory: MockFactory) -> None:
     assert factory.pin(RELAY).state is True
 
 
-def test_deny_never_touches_the_relay(factory: MockFactory) -> None:
+def levels(factory: MockFactory, pin: int) -> list[bool]:
+    """The pin's whole level history (MockPin.assert_states only compares a prefix)."""
+    return [change.state for change in factory.pin(pin).states]
+
+
+def test_deny_on_a_locked_door_signals_and_leaves_the_relay_alone(factory: MockFactory) -> None:
     with Door(settings(), pin_factory=factory) as door:
-        door.deny()
+        assert door.deny() is False  # nothing to re-lock
         assert factory.pin(RED).state is True
         wait_for(lambda: factory.pin(RED).state is False)
-        factory.pin(RELAY).assert_states([False])
+        assert levels(factory, RELAY) == [False]
         assert any(change.state for change in factory.pin(BUZZER).states), "buzzer never sounded"
+
+
+def test_deny_releases_a_running_grant_at_once(factory: MockFactory) -> None:
+    with Door(settings(unlock_s=30), pin_factory=factory) as door:
+        door.grant()
+        assert door.deny() is True  # it re-locked the door
+        assert levels(factory, RELAY) == [False, True, False] and door.state == "locked"
+        assert factory.pin(GREEN).state is False and factory.pin(RED).state is True
+        time.sleep(0.3)
+        assert levels(factory, RELAY) == [False, True, False]  # the cancelled grant's timer does not fire later
+
+
+def test_grant_records_before_the_relay_moves_and_a_failed_record_keeps_it_locked(factory: MockFactory) -> None:
+    with Door(settings(unlock_s=30), pin_factory=factory) as door:
+        seen: list[tuple[str | None, bool]] = []
+        assert door.grant(record=lambda refusal: seen.append((refusal, factory.pin(RELAY).state))) is True
+        assert seen == [(None, False)] and factory.pin(RELAY).state is True
+        door.lock()
+
+        def disk_full(refusal: str | None) -> None:
+            raise OSError("disk full")
+
+        with pytest.raises(OSError):
+            door.grant(record=disk_full)
+        assert levels(factory, RELAY) == [False, True, False]
+        relocks: list[bool] = []
+        door.grant()
+        door.deny(record=relocks.append)
+        assert relocks == [True]
+
+
+def test_a_refused_grant_says_why(factory: MockFactory) -> None:
+    door = Door(settings(), pin_factory=factory)
+    refusals: list[str | None] = []
+    door.fault("camera lost")
+    assert door.grant(record=refusals.append) is False
+    door.close()
+    assert door.grant(record=refusals.append) is False
+    assert refusals == ["fault", "closed"] and levels(factory, RELAY) == [False]
 
 
 def test_fault_releases_a_held_relay_and_refuses_grants(factory: MockFactory) -> None:
@@ -127,6 +171,21 @@ def test_exit_button_calls_the_hook(factory: MockFactory) -> None:
         assert factory.pin(RELAY).state is False  # the hook decides; nothing granted by itself
 
 
+def test_exit_button_is_debounced(factory: MockFactory) -> None:
+    with Door(settings(exit_button_bounce_s=0.08, exit_button_min_interval_s=0.5), pin_factory=factory) as door:
+        assert factory.pin(BUTTON).bounce == 0.08  # gpiozero's own debounce on real pins (MockPin only stores it)
+        presses: list[float] = []
+        door.on_exit_request = lambda: presses.append(time.monotonic())
+        for _ in range(4):  # a bouncing contact, or a hand pressing again and again
+            factory.pin(BUTTON).drive_low()
+            factory.pin(BUTTON).drive_high()
+        time.sleep(0.6)
+        factory.pin(BUTTON).drive_low()  # a new press after the interval counts
+        wait_for(lambda: len(presses) == 2)
+        time.sleep(0.1)
+        assert len(presses) == 2 and presses[1] - presses[0] >= 0.5
+
+
 def test_exit_button_without_hook_grants(factory: MockFactory) -> None:
     with Door(settings(), pin_factory=factory):
         factory.pin(BUTTON).drive_low()
@@ -139,3 +198,13 @@ def test_pin_conflict_is_a_config_error(factory: MockFactory) -> None:
     # the relay created before the failure was released and freed
     with Door(settings(), pin_factory=factory):
         pass
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_release_relay_drives_a_pin_left_active_to_inactive(factory: MockFactory, active_high: bool) -> None:
+    """What `gate-cli door release` does after the daemon died: the kernel kept the line active."""
+    pin = factory.pin(RELAY)
+    (pin.drive_high if active_high else pin.drive_low)()  # as a killed process left it: relay energised
+    assert release_relay(settings(relay_active_high=active_high), pin_factory=factory) is (not active_high)
+    assert pin.state is (not active_high)  # inactive: low on an active-high board, high on an active-low one
+    assert levels(factory, RELAY)[-1] is (not active_high)

@@ -12,15 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from gate.errors import ConfigError
 from gate.events import Event, EventDraft
-from gate.mqtt import MqttLink, UnlockCommand, read_password
+from gate.mqtt import MqttLink, RemoteRequest, read_password
 from gate.outbox import Outbox
-from gate.settings import MqttSettings, OutboxSettings
+from gate.settings import MqttSettings, OutboxSettings, parse_settings
 from tests.broker import GATE_ID, HAVE_MOSQUITTO, Broker, Subscriber, free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.skipif(not HAVE_MOSQUITTO, reason="needs mosquitto, mosquitto_passwd and openssl (apt-get install mosquitto mosquitto-clients openssl)")]
@@ -58,7 +59,7 @@ def make_link(outbox: Outbox) -> Iterator[Callable[..., MqttLink]]:
 
 
 def record(outbox: Outbox, link: MqttLink, n: int) -> list[Event]:
-    events = [outbox.record(EventDraft(gate_id=GATE_ID, verdict="grant" if i % 3 else "deny", reason=f"event {i}")) for i in range(n)]
+    events = [outbox.record(EventDraft(gate_id=GATE_ID, verdict="grant" if i % 3 else "deny", reason="all_masked" if i % 3 else "no_mask")) for i in range(n)]
     link.notify()
     return events
 
@@ -118,7 +119,7 @@ import sys, time
 from pathlib import Path
 from gate.mqtt import MqttLink, read_password
 from gate.outbox import Outbox
-from gate.settings import MqttSettings, OutboxSettings
+from gate.settings import MqttSettings, OutboxSettings, parse_settings
 settings = MqttSettings.model_validate_json(sys.argv[1])
 link = MqttLink(settings, "front-door", Outbox(Path(sys.argv[2]), OutboxSettings()), password=read_password(settings))
 link.start()
@@ -245,21 +246,43 @@ def test_missing_ca_file_is_a_config_error(tmp_path: Path, outbox: Outbox) -> No
         MqttLink(settings, GATE_ID, outbox)
 
 
+def command(request_id: str, expires_in_s: float, **fields: object) -> str:
+    expires = datetime.now(timezone.utc) + timedelta(seconds=expires_in_s)
+    return json.dumps({"action": "unlock", "request_id": request_id, "expires": expires.isoformat(), **fields})
+
+
 def test_remote_unlock_commands(broker: Broker, make_link: Callable[..., MqttLink]) -> None:
+    """Every command is handed on; only a fresh, well-formed, never-seen one without a refusal."""
     topic = f"maskgate/{GATE_ID}/command"
-    commands: list[UnlockCommand] = []
+    requests: list[RemoteRequest] = []
     with Subscriber(broker, topic, user="operator") as operator:
-        operator.publish(topic, '{"action": "unlock"}', retain=True)  # stale: replayed at subscribe, must be ignored
-        link = make_link(broker.settings(remote_unlock=True), on_command=commands.append)
-        wait_until(lambda: link.status.connected, what="connect")
-        time.sleep(0.3)  # let the subscription (and the retained replay) settle
-        operator.publish(topic, '{"action": "unlock", "seconds": 90}')  # out of range: ignored
+        operator.publish(topic, command("retained-0001", 60), retain=True)  # replayed at subscribe: must not open
+        link = make_link(broker.settings(tls=True, remote_unlock=True), on_command=requests.append)
+        wait_until(lambda: len(requests) >= 1, what="the retained command")
+        operator.publish(topic, "", retain=True)  # clear it
+        operator.publish(topic, command("too-long-0001", 10, seconds=90))  # out of range
         operator.publish(topic, "not json")
-        operator.publish(topic, '{"action": "unlock", "seconds": 3}')
-        wait_until(lambda: len(commands) >= 1, what="the valid command")
+        operator.publish(topic, json.dumps({"action": "unlock", "seconds": 3}))  # no id, no expiry
+        operator.publish(topic, command("request-0001", 10, seconds=3, by="alice"))
+        operator.publish(topic, command("request-0001", 10, seconds=3, by="alice"))  # a repeat (or a QoS-1 redelivery)
+        operator.publish(topic, command("request-0002", -1))  # expired
+        operator.publish(topic, command("request-0003", 3600))  # a command valid for an hour could be replayed for an hour
+        wait_until(lambda: len(requests) >= 8, what="every command")
         time.sleep(0.2)
-        assert commands == [UnlockCommand(action="unlock", seconds=3)]
-        operator.publish(topic, "", retain=True)  # clear the retained message
+    assert [(r.request_id, r.refusal) for r in requests] == [
+        ("retained-0001", "retained"), (None, "invalid"), (None, "invalid"), (None, "invalid"),
+        ("request-0001", None), ("request-0001", "replayed"), ("request-0002", "expired"), ("request-0003", "expiry_too_far"),
+    ]
+    accepted = requests[4]
+    assert (accepted.seconds, accepted.sender) == (3, "alice")
+
+
+def test_remote_unlock_needs_tls_and_a_user() -> None:
+    with pytest.raises(ConfigError, match=r"mqtt: .*remote_unlock = true needs tls.enabled = true and a username"):
+        parse_settings({"mqtt": {"remote_unlock": True, "username": "gate"}}, environ={})
+    with pytest.raises(ConfigError, match="remote_unlock"):
+        parse_settings({"mqtt": {"remote_unlock": True, "tls": {"enabled": True}}}, environ={})
+    assert parse_settings({"mqtt": {"remote_unlock": True, "username": "gate", "tls": {"enabled": True}}}, environ={}).mqtt.remote_unlock
 
 
 def test_home_assistant_discovery_is_resent_on_birth(broker: Broker, make_link: Callable[..., MqttLink]) -> None:

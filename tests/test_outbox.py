@@ -22,7 +22,7 @@ SETTINGS = OutboxSettings(max_events=100, max_age_days=30)
 
 
 def draft(n: int = 0, **overrides: object) -> EventDraft:
-    return EventDraft(**{"gate_id": "front-door", "verdict": "grant" if n % 2 == 0 else "deny", "reason": f"test {n}", **overrides})
+    return EventDraft(**{"gate_id": "front-door", "verdict": "grant" if n % 2 == 0 else "deny", "reason": "all_masked" if n % 2 == 0 else "no_mask", **overrides})
 
 
 # -- the event model -----------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_draft_from_decision() -> None:
         first_seen: float
 
     face = Face(Detection(Box(10.4, 20, 50, 60), 0.9), Classification("with_mask", {"with_mask": 0.91, "without_mask": 0.09}))
-    decision = Decision("grant", "all faces masked", (face,), (3,), at=101.0, first_seen=100.0)
+    decision = Decision("grant", "all_masked", (face,), (3,), at=101.0, first_seen=100.0)
     made = EventDraft.from_decision(decision, gate_id="front-door", model_sha256="a" * 64, now=101.25)
     assert made.latency_ms == 1250.0
     assert made.faces[0].box == [10, 20, 50, 60] and made.faces[0].track_id == 3
@@ -147,7 +147,7 @@ def test_truncated_outbox_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     with Outbox(path, SETTINGS) as outbox:
         for i in range(100):
-            outbox.record(draft(i, reason="x" * 500))
+            outbox.record(draft(i, sender="x" * 128, request_id="y" * 64))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     (tmp_path / "o.sqlite3-wal").unlink(missing_ok=True)
