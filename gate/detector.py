@@ -249,6 +249,11 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[
     return crop, float(x0), float(y0)
 
 
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+        raise ImageError(f"detector needs an RGB uint8 H×W×3 image, got {image.dtype} of shape {image.shape}")
+
+
 class BlazeFaceDetector:
     """Full-range BlazeFace proposals, short-range confirmation around each, a tiled second look
     when nothing is confirmed, then the size and region filters; faces of the previous frame are
@@ -269,12 +274,31 @@ class BlazeFaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (the next frame of the stream), in frame pixels, best score first."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
-            raise ImageError(f"detector needs an RGB uint8 H×W×3 image, got {image.dtype} of shape {image.shape}")
+        _check_image(image)
         if self._short is None:
             rows, scores = self._full.run(image, self._settings.score_threshold, self._settings.nms_iou)
         else:
             rows, scores = self._find(image)
+        return self._filtered(rows, scores, image)
+
+    def detect_still(self, image: np.ndarray) -> list[Detection]:
+        """Faces in one photo on its own (``gate-cli test-image``): the same answer whatever was seen
+        before. Forgets earlier frames, then runs the full-frame pass *and* the tile search (a photo's
+        faces may be small: both models look at the tiles too) and confirms every proposal (no rejection
+        cap: a group has many faces)."""
+        _check_image(image)
+        self.reset()
+        if self._short is None:
+            return self.detect(image)
+        settings = self._settings
+        found = [self._full.run(image, settings.score_threshold, settings.nms_iou)]
+        if settings.tile_search:
+            found += [self._tile_proposals(image, self._full, settings.score_threshold), self._tile_proposals(image)]
+        rows, scores = np.concatenate([r for r, _ in found]), np.concatenate([s for _, s in found])
+        rows, scores = weighted_nms(*self._confirm(image, rows, scores), settings.nms_iou)
+        return self._filtered(rows, scores, image)
+
+    def _filtered(self, rows: np.ndarray, scores: np.ndarray, image: np.ndarray) -> list[Detection]:
         detections = [_detection(row, score) for row, score in zip(rows, scores)]
         return [d for d in detections if self._wanted(d, image.shape[1], image.shape[0])]
 
@@ -301,12 +325,14 @@ class BlazeFaceDetector:
         self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         return rows, scores
 
-    def _tile_proposals(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Short-range faces on overlapping tiles, in frame pixels, duplicates from overlaps merged."""
-        assert self._short is not None
+    def _tile_proposals(self, image: np.ndarray, model: _BlazeFace | None = None, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Faces on overlapping tiles (short-range by default), in frame pixels, duplicates from overlaps merged."""
+        model = model or self._short
+        assert model is not None
+        threshold = self._settings.tile_threshold if threshold is None else threshold
         all_rows, all_scores = [], []
         for x0, y0, side in tiles(image.shape[1], image.shape[0]):
-            rows, scores = self._short.run(image[y0 : y0 + side, x0 : x0 + side], self._settings.tile_threshold, self._settings.nms_iou)
+            rows, scores = model.run(image[y0 : y0 + side, x0 : x0 + side], threshold, self._settings.nms_iou)
             rows[:, 0::2] += x0
             rows[:, 1::2] += y0
             all_rows.append(rows)

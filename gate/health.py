@@ -1,7 +1,10 @@
 """What the running gate is doing, for people and for monitoring.
 
 * ``<state_dir>/status.json``: the daemon's latest health dict, replaced atomically every few
-  seconds, read by ``gate-cli status`` (no socket, no privileges: just a file). It holds counters,
+  seconds, read by ``gate-cli status`` (no socket, no privileges: just a file). Its ``state`` is
+  ``starting`` or ``fault`` from start-up on (a model that cannot load shows within seconds),
+  ``running``, and ``stopped`` once the daemon has locked the door on the way out; a file not
+  rewritten for :data:`STALE_AFTER_S` means the daemon died without stopping. It holds counters,
   states and the last verdict with face boxes and scores, never images or secrets, so it is
   world-readable (0644) even under the unit's ``UMask=0077``.
 * Optional Prometheus endpoint on 127.0.0.1 (never exposed off the box: put a reverse proxy or
@@ -50,13 +53,16 @@ def write_status(state_dir: Path, status: Mapping[str, Any]) -> Path:
     return target
 
 
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """The last status the daemon wrote, with ``age_s`` (seconds since it was written) added."""
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The last status the daemon wrote, with ``age_s`` (seconds since it was written) added;
+    None when it never wrote one there."""
     path = Path(state_dir) / STATUS_FILE
     try:
         status = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StateError(f"{path}: no status yet; is the gate running (systemctl status maskgate) and is gate.state_dir right?") from None
+        return None
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{path}: not UTF-8 ({exc.reason})") from None
     except OSError as exc:
         raise StateError(f"{path}: cannot read the status ({exc.strerror or exc})") from exc
     except json.JSONDecodeError as exc:
@@ -67,20 +73,43 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     return status
 
 
-def format_status(status: Mapping[str, Any]) -> str:
+def _when(timestamp: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(timestamp)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "an unknown time"
+
+
+def describe_state(status: Mapping[str, Any] | None, state_dir: Path | str = "") -> str:
+    """One line: running (or starting, or in a fault) or not running since when, and why."""
+    if status is None:
+        return f"not running: no status in {state_dir} (the gate never started with this gate.state_dir)"
+    state = status.get("state", "running")
+    age = status.get("age_s")
+    if state == "stopped":
+        return f"not running since {_when(status.get('stopped_at', status.get('written_at')))} ({status.get('stop_reason') or 'stopped'})"
+    if age is not None and age > STALE_AFTER_S:
+        return f"not running since about {_when(status.get('written_at'))} (status not updated for {age:.0f} s: the daemon died without stopping?)"
+    if state == "fault":
+        return f"running, FAULT (door held locked): {status.get('fault') or '?'}"
+    return f"{state} (status written {age or 0:.0f} s ago)"
+
+
+def format_status(status: Mapping[str, Any] | None, state_dir: Path | str = "") -> str:
     """A short human summary of :func:`read_status`'s dict; tolerant of missing keys."""
+    if status is None:
+        return f"state     {describe_state(None, state_dir)}"
     camera = status.get("camera") or {}
     outbox = status.get("outbox") or {}
     mqtt = status.get("mqtt") or {}
     decisions = status.get("decisions") or {}
     last = status.get("last_decision")
-    age = status.get("age_s")
-    freshness = "" if age is None else f"   (written {age:.0f} s ago{'; STALE: is the daemon running?' if age > STALE_AFTER_S else ''})"
     lines = [
-        f"gate      {status.get('gate_id', '?')}{freshness}",
+        f"state     {describe_state(status, state_dir)}",
+        f"gate      {status.get('gate_id', '?')}",
         f"door      {status.get('door', '?')}",
         f"camera    {camera.get('state', '?')}{' (' + camera['detail'] + ')' if camera.get('detail') else ''}, "
-        f"{status.get('fps', 0):.1f} fps, dropped {camera.get('dropped', 0)}, reopens {camera.get('reopens', 0)}",
+        f"{status.get('fps') or 0:.1f} fps, dropped {camera.get('dropped', 0)}, reopens {camera.get('reopens', 0)}",
         f"model     {str(status.get('model_sha256') or '?')[:12]}",
         f"decisions grant {decisions.get('grant', 0)}, deny {decisions.get('deny', 0)}",
         f"last      {_describe_decision(last)}",

@@ -11,6 +11,7 @@ Images travel as RGB ``uint8`` arrays of shape H×W×3.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -24,35 +25,139 @@ DEFAULT_CROP_MARGIN = 0.2
 
 _JPEG_END = b"\xff\xd9"
 _PNG_END = b"IEND\xaeB`\x82"
+#: Largest image decoded by default: 40 megapixels take ~240 MB while decoding (BGR + RGB copies),
+#: which a 1 GB Raspberry Pi can spare next to the running gate. A 400-megapixel file would need 2.4 GB.
+DEFAULT_MAX_PIXELS = 40_000_000
+FORMATS = "JPEG, PNG, BMP, WebP, GIF, TIFF or PNM"
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF markers (C4, C8, CC are not frames)
 
 
-def decode_image_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode an encoded image (any format OpenCV reads) to RGB uint8, or raise ImageError.
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+        elif marker in _JPEG_FRAMES:
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        elif marker == 0xDA:  # scan data before any frame header
+            return None
+        else:
+            position += 2 + struct.unpack(">H", data[position + 2 : position + 4])[0]
+    return None
 
-    Truncated JPEG and PNG files are refused rather than half-decoded: OpenCV would
-    otherwise return an image whose lower part is grey, which a classifier happily labels.
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    if offset + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    found: dict[int, int] = {}
+    for entry in range(count):
+        start = offset + 2 + 12 * entry
+        if start + 12 > len(data):
+            return None
+        tag, kind = struct.unpack(order + "HH", data[start : start + 4])
+        if tag in (256, 257) and kind in (3, 4):
+            value = data[start + 8 : start + 10] if kind == 3 else data[start + 8 : start + 12]
+            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value)[0]
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    tokens: list[bytes] = []
+    for line in data[2:4096].splitlines():
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            break
+    return (int(tokens[0]), int(tokens[1])) if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit() else None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header alone, for the formats in :data:`FORMATS`; None otherwise."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:2] == b"BM":
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8 ":
+                width, height = struct.unpack("<HH", data[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+            if chunk == b"VP8L":
+                (bits,) = struct.unpack("<I", data[21:25])
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+            return None
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+        if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
+            return _pnm_size(data)
+    except struct.error:  # a header cut short
+        return None
+    return None
+
+
+def decode_image_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image to RGB uint8, or raise ImageError (one line, naming ``name``).
+
+    The size is read from the header first and an image over ``max_pixels`` is refused before
+    any pixel is decoded (a small file can claim 60000×60000); formats whose header we cannot
+    read are refused for the same reason. Truncated JPEG and PNG files are refused rather than
+    half-decoded: OpenCV would otherwise return an image whose lower part is grey, which a
+    classifier happily labels.
     """
     if not data:
         raise ImageError(f"{name}: file is empty")
+    size = image_size(data)
+    if size is None:
+        raise ImageError(f"{name}: not a {FORMATS} image (or its header is damaged)")
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: header says {width}×{height} pixels")
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}×{height} is {width * height / 1e6:.0f} megapixels, over the {max_pixels / 1e6:g}-megapixel limit")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(_JPEG_END):
         raise ImageError(f"{name}: JPEG is truncated (no end-of-image marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and _PNG_END not in data[-32:]:
         raise ImageError(f"{name}: PNG is truncated (no IEND chunk)")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageError(f"{name}: OpenCV cannot decode it ({str(exc).strip().splitlines()[-1]})") from None
+    if image is None or image.size == 0 or image.ndim != 3:
         raise ImageError(f"{name}: not an image OpenCV can decode")
+    if image.shape[0] * image.shape[1] > max_pixels:  # a header that lied
+        raise ImageError(f"{name}: decodes to {image.shape[1]}×{image.shape[0]}, over the limit of {max_pixels / 1e6:g} megapixels")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 H×W×3, or raise ImageError naming the file."""
+def read_image_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as RGB uint8 H×W×3, or raise ImageError naming the file.
+
+    Files larger than any image within ``max_pixels`` could be (4 bytes a pixel) are not read.
+    """
     path = Path(path)
     try:
+        if path.stat().st_size > 4 * max_pixels + (1 << 20):
+            raise ImageError(f"{path}: {path.stat().st_size / 1e6:.0f} MB is more than an image of {max_pixels / 1e6:g} megapixels can take")
         data = path.read_bytes()
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    return decode_image_rgb(data, str(path))
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image_rgb(data, str(path), max_pixels)
 
 
 def square_around(box: Box, margin: float = DEFAULT_CROP_MARGIN) -> Box:

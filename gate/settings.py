@@ -5,18 +5,33 @@ runtime component receives only its own section. Errors are reported all at once
 dotted TOML key and what is allowed, and the daemon then exits with :data:`EXIT_CONFIG` so
 systemd's ``RestartPreventExitStatus=`` stops a restart loop (fail closed, never a "safe mode").
 
-Environment overrides: ``MASKGATE__SECTION__KEY=value`` (double underscores), the value parsed
-as TOML when it can be (``5``, ``true``, ``"text"``, ``[1, 2]``) and used as a plain string otherwise.
+Sources, highest first (pydantic-settings): environment variables ``MASKGATE__SECTION__KEY=value``
+(double underscores, nested: ``MASKGATE__MQTT__TLS__ENABLED=true``), then the TOML file, then the
+defaults. An environment value is converted to the key's type as a file value would be
+(``MASKGATE__CAMERA__SOURCE=0`` is the string "0", ``MASKGATE__MQTT__PORT=8883`` the number);
+lists are JSON (``[0, 0, 1, 1]``) and ``none`` clears an optional key. Each error names its source:
+the file and the dotted key, or the environment variable.
+
+Relative paths in a settings file are relative to *that file's folder* (so the same file works
+from any working directory), except the few documented as relative to ``gate.state_dir``.
+Without a file the default model is the one packaged with ``gate`` (:mod:`gate.models`).
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from gate.errors import ConfigError
 from gate.models import default_model_path
@@ -52,7 +67,7 @@ class CameraSettings(Section):
     realtime: bool = Field(True, description="Files only: pace frames at `fps` like a live camera (false: as fast as decoded)")
     stall_timeout_s: Seconds = Field(2.0, description="No new frame for this long → source is declared failed and reopened")
     reconnect_initial_s: Seconds = Field(0.5, description="First wait before reopening a failed source")
-    reconnect_max_s: Seconds = Field(30.0, description="Cap of the exponential reopen backoff (retries go on forever)")
+    reconnect_max_s: Annotated[float, Field(gt=0.0, le=4.0)] = Field(2.0, description="Cap of the exponential reopen backoff (retries go on forever); at most 4 s, so a camera that comes back is used again within 5 s")
 
 
 class DetectorSettings(Section):
@@ -171,7 +186,14 @@ class MetricsSettings(Section):
     prometheus_port: int | None = Field(None, ge=1024, le=65535, description="Serve Prometheus metrics on 127.0.0.1:<port>; none to disable")
 
 
-class Settings(Section):
+class Settings(BaseSettings):
+    """The whole tree. Built by :func:`load_settings` / :func:`parse_settings` (file + environment)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, validate_default=True,
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_parse_none_str="none",
+    )
+
     gate: GateSettings = Field(default_factory=GateSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
@@ -189,60 +211,152 @@ class Settings(Section):
         return relative if relative.is_absolute() else self.gate.state_dir / relative
 
 
-def _env_value(raw: str) -> Any:
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # noqa: ANN001, ANN206
+        """Arguments, then the environment, then the file being loaded (see :func:`parse_settings`)."""
+        file_data, environ = _SOURCES.get()
+        return init_settings, _Environment(settings_cls, environ), InitSettingsSource(settings_cls, file_data)
+
+
+#: Path keys that are relative to gate.state_dir rather than to the settings file.
+STATE_RELATIVE = frozenset({("privacy", "faces_dir"), ("journal", "path"), ("outbox", "path")})
+#: The file's content and the environment the next Settings() reads (set by parse_settings).
+_SOURCES: ContextVar[tuple[dict[str, Any], Mapping[str, str] | None]] = ContextVar("maskgate_settings_sources", default=({}, None))
+
+
+class _Environment(EnvSettingsSource):
+    """``MASKGATE__…`` variables from a given mapping (``None``: the process environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self._environ is None:
+            return super()._load_env_vars()
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+@contextmanager
+def _sources(file_data: dict[str, Any], environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _SOURCES.set((file_data, environ))
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+        yield
+    finally:
+        _SOURCES.reset(token)
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{name}: {'.'.join(keys)} does not name a setting")
-        node[keys[-1]] = _env_value(raw)
+def _env_names(environ: Mapping[str, str]) -> dict[str, str]:
+    """Our variables, upper-cased name → name as given."""
+    return {name.upper(): name for name in environ if name.upper().startswith(ENV_PREFIX)}
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _unknown_sections(environ: Mapping[str, str]) -> list[str]:
+    """Variables naming no section: pydantic-settings would silently ignore them."""
+    sections = {name.upper() for name in Settings.model_fields}
+    return [
+        f"{name} (environment): {name[len(ENV_PREFIX):].split('__')[0].lower() or '(empty)'} is not a settings section"
+        for upper, name in _env_names(environ).items()
+        if upper[len(ENV_PREFIX):].split("__")[0] not in sections
+    ]
+
+
+def _env_source(loc: tuple[Any, ...], environ: Mapping[str, str]) -> str | None:
+    """The variable that set the value at ``loc`` (or a section/list containing it), or the
+    variables inside the section ``loc`` names (a section-wide check failed), if any."""
+    names = _env_names(environ)
+    keys = [str(part).upper() for part in loc if not isinstance(part, int)]
+    for length in range(len(keys), 0, -1):
+        name = names.get(ENV_PREFIX + "__".join(keys[:length]))
+        if name is not None:
+            return name
+    inside = [name for upper, name in names.items() if keys and upper.startswith(ENV_PREFIX + "__".join(keys) + "__")]
+    return ", ".join(sorted(inside)) or None
+
+
+def _describe(error: dict[str, Any], environ: Mapping[str, str]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (typo? see settings.toml for the allowed keys)"
-    message = error["msg"]
-    if error["type"] == "literal_error":
-        allowed = error.get("ctx", {}).get("expected", "")
-        message = f"must be one of {allowed}"
+        message = "unknown key (typo? see settings.toml for the allowed keys)"
+    elif error["type"] == "literal_error":
+        message = f"must be one of {error.get('ctx', {}).get('expected', '')}"
+    else:
+        message = error["msg"]
     got = error.get("input")
-    shown = "" if isinstance(got, dict) or key.split(".")[-1] in SECRET_KEYS else f" (got {got!r})"
-    return f"{key}: {message}{shown}"
+    shown = "" if error["type"] == "extra_forbidden" or isinstance(got, dict) or key.split(".")[-1] in SECRET_KEYS else f" (got {got!r})"
+    variable = _env_source(tuple(error["loc"]), environ)
+    return f"{variable + ' (environment): ' if variable else ''}{key}: {message}{shown}"
 
 
-def parse_settings(data: dict[str, Any], environ: dict[str, str] | None = None, source: str = "settings") -> Settings:
-    """Validate a settings dict (already read from TOML) after applying environment overrides."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    _apply_env(data, dict(os.environ) if environ is None else environ)
+def parse_settings(data: dict[str, Any], environ: Mapping[str, str] | None = None, source: str = "settings") -> Settings:
+    """Validate a settings dict (already read from TOML) under the environment's overrides.
+
+    ``environ`` defaults to the process environment; ``source`` names the file in errors.
+    """
+    env = os.environ if environ is None else environ
+    problems = _unknown_sections(env)
     try:
-        return Settings.model_validate(data)
+        with _sources(data if isinstance(data, dict) else {}, env):
+            settings = Settings()
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
-        raise ConfigError(f"{source} is invalid ({len(lines)} problem{'s' * (len(lines) > 1)}):\n  " + "\n  ".join(lines)) from None
+        problems += [_describe(e, env) for e in exc.errors()]
+    except SettingsError as exc:  # a list/table value in the environment that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        variable = _env_source((field.group(1),) if field else (), env) or "MASKGATE__…"
+        problems.append(f"{variable} (environment): a list or table that is not valid JSON (write lists like [0, 0, 1, 1]; sections as MASKGATE__SECTION__KEY)")
+    if problems:
+        count = f"{len(problems)} problem{'s' * (len(problems) > 1)}"
+        raise ConfigError(f"{source} is invalid ({count}):\n  " + "\n  ".join(problems))
+    return settings
 
 
-def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Settings:
-    """Read and validate ``settings.toml``; ConfigError names every bad key at once."""
-    path = Path(path)
+def _annotation_types(annotation: Any) -> tuple[Any, ...]:
+    return get_args(annotation) or (annotation,)
+
+
+def _anchor_paths(data: dict[str, Any], base: Path, model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> None:
+    """Make the file's relative paths relative to ``base`` (its folder), in place."""
+    for name, field in model.model_fields.items():
+        value = data.get(name)
+        key = (*prefix, name)
+        types = _annotation_types(field.annotation)
+        sections = [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+        if sections and isinstance(value, dict):
+            _anchor_paths(value, base, sections[0], key)
+        elif Path in types and isinstance(value, str) and value and key not in STATE_RELATIVE:
+            path = Path(value).expanduser()
+            data[name] = str(path if path.is_absolute() else base / path)
+    camera = data.get("camera") if not prefix else None
+    if isinstance(camera, dict) and isinstance(camera.get("source"), str) and camera.get("kind", "auto") in ("auto", "file"):
+        source = camera["source"]
+        if source and not (source.isdigit() or "://" in source or source.lower() == "picamera2" or Path(source).is_absolute()):
+            camera["source"] = str(base / source)  # a video file next to the settings file
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The TOML file as a dict, its relative paths anchored to its folder; ConfigError says why not."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raise ConfigError(f"{path}: starts with a byte-order mark (BOM): save it as UTF-8 without BOM")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_settings(data, environ, str(path))
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _anchor_paths(data, path.resolve().parent)
+    return data
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a settings file under the environment's overrides; ConfigError names every bad key."""
+    path = Path(path)
+    return parse_settings(read_settings_file(path), environ, str(path))
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

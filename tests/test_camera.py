@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gate.camera import CameraStatus, FrameSource, open_camera, redact_source, resolve_kind
-from gate.errors import CameraError
+from gate.errors import ConfigError
 from gate.settings import CameraSettings
 from gate.types import Frame
 
@@ -281,7 +281,7 @@ def test_picamera2_missing_is_a_clear_error() -> None:
     try:
         import picamera2  # noqa: F401
     except ImportError:
-        with pytest.raises(CameraError, match="picamera2"):
+        with pytest.raises(ConfigError, match="picamera2"):
             open_camera(CameraSettings(source="picamera2"))
     else:
         pytest.skip("picamera2 is installed here")

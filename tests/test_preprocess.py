@@ -28,7 +28,7 @@ def test_decodes_common_formats_to_rgb(ext):
     ("data", "message"),
     [
         (b"", "file is empty"),
-        (b"hello, I am not an image", "not an image"),
+        (b"hello, I am not an image", "not a JPEG, PNG, BMP, WebP, GIF, TIFF or PNM image"),
         (_encoded(".jpg")[:-200], "JPEG is truncated"),
         (_encoded(".png")[:-30], "PNG is truncated"),
     ],

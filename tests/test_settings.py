@@ -12,7 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_settings_file_is_valid_and_documents_the_defaults():
-    assert load_settings(REPO / "settings.toml", environ={}) == Settings()
+    shipped = load_settings(REPO / "settings.toml", environ={})
+    defaults = parse_settings({}, environ={})
+    # its one relative path is relative to the file, not to the working directory
+    assert shipped.gate.state_dir == REPO / "var"
+    assert shipped.model_copy(update={"gate": shipped.gate.model_copy(update={"state_dir": Path("var")})}) == defaults
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,93 @@ def test_environment_overrides_are_typed_and_validated():
     assert (settings.mqtt.port, settings.mqtt.tls.enabled, settings.mqtt.host) == (8883, True, "broker.lan")
     with pytest.raises(ConfigError, match="door.unlock_s"):
         parse_settings({}, environ={"MASKGATE__DOOR__UNLOCK_S": "soon"})
+
+
+def test_environment_values_that_look_like_numbers_fill_text_keys():
+    settings = parse_settings({"camera": {"source": "/dev/video2"}}, environ={
+        "MASKGATE__CAMERA__SOURCE": "0", "MASKGATE__DOOR__RELAY_PIN": "17", "MASKGATE__DOOR__GREEN_LED_PIN": "none",
+        "MASKGATE__DETECTOR__ROI": "[0, 0.1, 1, 0.9]", "MASKGATE__GATE__ID": "2",
+    })
+    assert (settings.camera.source, settings.door.relay_pin, settings.gate.id) == ("0", "17", "2")
+    assert settings.door.green_led_pin is None and settings.detector.roi == (0.0, 0.1, 1.0, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({"MASKGATE__DOOR__UNLOCK_S": "soon"}, "MASKGATE__DOOR__UNLOCK_S (environment): door.unlock_s: Input should be a valid number"),
+        ({"MASKGATE__CAMERA__SOURSE": "0"}, "MASKGATE__CAMERA__SOURSE (environment): camera.sourse: unknown key"),
+        ({"MASKGATE__CAMRA__SOURCE": "0"}, "MASKGATE__CAMRA__SOURCE (environment): camra is not a settings section"),
+        ({"MASKGATE__DETECTOR__ROI": "[0, 0"}, "MASKGATE__DETECTOR__ROI (environment): a list or table that is not valid JSON"),
+        ({"MASKGATE__DETECTOR__ROI": "[0.5, 0, 0.2, 1]"}, "MASKGATE__DETECTOR__ROI (environment): detector: Value error, roi must be"),
+    ],
+)
+def test_a_bad_override_is_blamed_on_its_variable_not_on_the_file(tmp_path, environ, fragment):
+    path = tmp_path / "settings.toml"
+    path.write_text('[door]\nunlock_s = 4.0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=environ)
+    assert fragment in str(caught.value)
+
+
+def test_a_bad_file_value_is_named_by_its_key_without_an_environment_variable(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[door]\nunlock_s = "soon"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"MASKGATE__MQTT__PORT": "8883"})
+    assert f"{path} is invalid (1 problem):\n  door.unlock_s: Input should be a valid number" in str(caught.value)
+    assert "environment" not in str(caught.value)
+
+
+def test_relative_paths_in_a_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "settings.toml").write_text(
+        '[gate]\nstate_dir = "state"\n[classifier]\nmodel = "models/m.tflite"\n[detector]\nassets_dir = "assets"\n'
+        '[camera]\nsource = "door.mp4"\n[outbox]\npath = "outbox.sqlite3"\n[journal]\npath = "logs/decisions.jsonl"\n'
+        '[mqtt]\npassword_file = "secret"\n[mqtt.tls]\nca_file = "/etc/ca.crt"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # anywhere but the file's folder
+    settings = load_settings(Path("site/settings.toml"), environ={"MASKGATE__DETECTOR__ASSETS_DIR": "env-assets"})
+    site = site.resolve()
+    assert settings.gate.state_dir == site / "state"
+    assert settings.classifier.model == site / "models" / "m.tflite"
+    assert settings.camera.source == str(site / "door.mp4")
+    assert settings.mqtt.password_file == site / "secret" and settings.mqtt.tls.ca_file == Path("/etc/ca.crt")
+    assert settings.detector.assets_dir == Path("env-assets")  # the environment's paths: as given
+    # documented as relative to gate.state_dir: left alone
+    assert settings.outbox.path == Path("outbox.sqlite3") and settings.journal.path == Path("logs/decisions.jsonl")
+    assert settings.state_path(settings.outbox.path) == site / "state" / "outbox.sqlite3"
+
+
+def test_without_a_file_the_model_is_the_packaged_one():
+    from gate.models import default_model_path
+
+    model = parse_settings({}, environ={}).classifier.model
+    assert model == default_model_path() and model.is_absolute() and model.is_file()
+    assert model.with_suffix(".json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"\xef\xbb\xbf[door]\nunlock_s = 4.0\n", "starts with a byte-order mark (BOM)"),
+        ("[gate]\nid = \"tür\"\n".encode("latin-1"), "not UTF-8 text (byte 0xfc at offset 14)"),
+        ("[gate]\nid = \"front\"\n".encode("utf-16"), "not UTF-8 text"),
+    ],
+)
+def test_encoding_problems_exit_78_with_the_reason_on_one_line(tmp_path, capsys, content, fragment):
+    path = tmp_path / "settings.toml"
+    path.write_bytes(content)
+    assert main(["config", "check", "--settings", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_camera_backoff_is_capped_so_a_returning_camera_is_used_within_5_s():
+    assert parse_settings({}, environ={}).camera.reconnect_max_s <= 4.0
+    with pytest.raises(ConfigError, match="camera.reconnect_max_s: Input should be less than or equal to 4"):
+        parse_settings({"camera": {"reconnect_max_s": 30}}, environ={})
 
 
 def test_secrets_are_redacted_and_not_echoed_in_errors():
