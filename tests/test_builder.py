@@ -12,7 +12,7 @@ import pytest
 
 import gate.assets
 from gate.errors import DatasetError
-from training.builder import BuildConfig, build_dataset, dress_face, example_rng, prepare_gan_face
+from training.builder import BuildConfig, build_dataset, dress_face, example_rng, identity_splits, prepare_gan_face
 from training.door_clip import make_door_clip
 from training.gan_faces import GanFaceGenerator
 from training.landmarks import FACE_OVAL, LEFT_EYE, NOSE_TIP, RIGHT_EYE, FaceLandmarker
@@ -141,6 +141,60 @@ def test_own_photos_without_faces_or_corrupt_are_skipped(tmp_path: Path, faces: 
     assert "broken.jpg" in caplog.text
     assert summary["counts"] == {"with_mask": 2, "without_mask": 2, "incorrect_mask": 2}
     assert summary["sources"] == {"own": 6}
+
+
+def _own_photo_folder(folder: Path, faces: list, copies: int = 1) -> Path:
+    """Own photos: each GAN face saved ``copies`` times (copies of one face = one identity group)."""
+    folder.mkdir()
+    for index, (canvas, _) in enumerate(faces):
+        for copy in range(copies):
+            cv2.imwrite(str(folder / f"p{index}_{copy}.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def _splits_by_identity(out: Path, groups: dict[str, str] | None = None) -> dict[str, set[str]]:
+    by_identity: dict[str, set[str]] = {}
+    with open(out / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            source = row["source"]
+            identity = (groups or {}).get(source[4:], source) if source.startswith("own:") else f"gan:{row['face_index']}"
+            by_identity.setdefault(identity, set()).add(row["split"])
+    return by_identity
+
+
+def test_identity_splits_give_every_split_its_share_and_keep_groups_together() -> None:
+    names = [f"face{i}" for i in range(40)] * 2 + ["solo"]
+    splits = identity_splits(names)
+    assert {name: split for name, split in zip(names, splits)} == dict(zip(names[:40] + ["solo"], splits[:40] + splits[-1:]))
+    counts = {split: splits[:40].count(split) for split in ("train", "val", "test")}
+    assert counts == {"train": 20, "val": 10, "test": 10}
+    assert sorted(identity_splits(["a", "b", "c"])) == ["test", "train", "val"]
+    assert identity_splits(names[::-1]) == splits[::-1]  # the order of the files does not matter
+
+
+def test_own_photos_with_gan_faces_are_split_by_identity(tmp_path: Path, faces: list) -> None:
+    own = _own_photo_folder(tmp_path / "own", faces)
+    out = tmp_path / "ds"
+    build_dataset(BuildConfig(out, per_class=len(faces) + 8, size=32, own_faces_dir=own))
+    by_identity = _splits_by_identity(out)
+    assert all(len(splits) == 1 for splits in by_identity.values())
+    own_splits = [next(iter(s)) for name, s in by_identity.items() if name.startswith("own:")]
+    gan_splits = [next(iter(s)) for name, s in by_identity.items() if name.startswith("gan:")]
+    assert len(own_splits) == len(faces) and sorted(set(own_splits)) == ["test", "train", "val"]
+    assert sorted(set(gan_splits)) == ["test", "train", "val"]
+
+
+def test_own_photos_alone_cycle_but_each_identity_group_stays_in_one_split(tmp_path: Path, faces: list) -> None:
+    own = _own_photo_folder(tmp_path / "own", faces[:6], copies=2)
+    groups_csv = tmp_path / "groups.csv"
+    groups = {f"p{i}_{c}.png": f"g{i}" for i in range(6) for c in range(2)}
+    groups_csv.write_text("file,group\n" + "".join(f"some/dir/{file},{group}\n" for file, group in groups.items()))
+    out = tmp_path / "ds"
+    build_dataset(BuildConfig(out, per_class=30, size=32, own_faces_dir=own, own_faces_groups=groups_csv,
+                              gan_faces=False))
+    by_group = _splits_by_identity(out, groups)
+    assert len(by_group) == 6 and all(len(splits) == 1 for splits in by_group.values())
+    assert sorted({next(iter(s)) for s in by_group.values()}) == ["test", "train", "val"]
 
 
 def test_own_photos_with_no_usable_face_fail_clearly(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gate.errors import DatasetError
-from training.dataset import CLASS_ORDER, SplitSizes, class_names, load_split
+from training.dataset import CLASS_ORDER, SplitSizes, class_names, held_out_own_photos, load_real_folder, load_split
 
 SIZES = SplitSizes(train=4, val=2, test=2)
 
@@ -154,3 +154,38 @@ def test_manifest_split_too_small_names_the_split(tmp_path):
     write_manifest(root, {i: ("train" if i < 10 else "test") for i in range(12)})
     with pytest.raises(DatasetError, match="has 0 readable images in the manifest's validation split, the run needs 2"):
         load_split(root, class_names(2), 24, SplitSizes(4, 2, 2))
+
+
+def make_real_folder(root: Path, counts: dict[str, dict[str, int]]) -> Path:
+    """A realmask-style folder: ``root/<split>/<class>/*.jpg`` (real photos come in two classes)."""
+    for split, per_class in counts.items():
+        for cls, count in per_class.items():
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                draw_face(folder / f"{split}_{cls}_{i}.jpg", CLASS_ORDER.index(cls), i)
+    return root
+
+
+def test_real_folder_loads_both_splits_with_missing_classes_and_exclusions(tmp_path):
+    root = make_real_folder(tmp_path / "real", {"train": {"with_mask": 3, "without_mask": 4},
+                                                "val": {"with_mask": 2, "without_mask": 1}})
+    (root / "train" / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (root / "train" / "with_mask" / "notes.txt").write_text("ignored")
+    parts = load_real_folder(root, class_names(3), 24, exclude=frozenset({"train_without_mask_0.jpg"}))
+    assert len(parts["train"]) == 6 and len(parts["val"]) == 3
+    assert parts["train"].images.shape == (6, 24, 24, 3)
+    assert sorted(parts["train"].labels.tolist()) == [0, 0, 0, 1, 1, 1]  # no incorrect_mask folder: no error
+    assert all(Path(file).is_absolute() and Path(file).is_file() for file in parts["train"].files)
+    assert not any("train_without_mask_0.jpg" in file for file in parts["train"].files)
+    with pytest.raises(DatasetError, match="neither train"):
+        load_real_folder(tmp_path, class_names(2), 24)
+
+
+def test_own_photos_the_build_held_out_are_named(tmp_path):
+    (tmp_path / "manifest.csv").write_text(
+        "file,class,split,source\n"
+        "with_mask/own-0.png,with_mask,train,own:a.jpg\nwith_mask/own-1.png,with_mask,val,own:b.jpg\n"
+        "with_mask/own-2.png,with_mask,test,own:c.jpg\nwith_mask/gan-3.png,with_mask,test,gan\n")
+    assert held_out_own_photos(tmp_path) == {"b.jpg", "c.jpg"}
+    assert held_out_own_photos(tmp_path / "nowhere") == frozenset()

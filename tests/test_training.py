@@ -10,10 +10,11 @@ import pytest
 
 from gate.errors import DatasetError
 from gate.preprocess import DEFAULT_CROP_MARGIN
-from tests.test_dataset import make_dataset
+from tests.test_dataset import make_dataset, make_real_folder
 from training.augment import NAME_PREFIX, make_augmenter
 from training.cli import PRESET_CHOICES, main
 from training.models import PRESETS, count_macs, make_model
+from training.dataset import SplitSizes
 from training.train import TrainConfig, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -110,7 +111,39 @@ def test_cli_preset_choices_match_models():
     assert set(PRESET_CHOICES) == set(PRESETS)
 
 
-@pytest.mark.parametrize("geometry", ["original", "door"])
+@pytest.mark.slow
+def test_real_photos_join_training_and_a_run_resumes_from_its_last_epoch(tmp_path):
+    data = make_dataset(tmp_path / "data", {"with_mask": 5, "without_mask": 5, "incorrect_mask": 5})
+    real = make_real_folder(tmp_path / "real", {"train": {"with_mask": 4, "without_mask": 4},
+                                                "val": {"with_mask": 2, "without_mask": 3}})
+    out = tmp_path / "run"
+    arguments = ["train", "--dataset", str(data), "--out", str(out), "--classes", "3", "--input-size", "32",
+                 "--batch-size", "8", "--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "1",
+                 "--real", str(real), "--augment", "real", "--patience", "0"]
+    assert main(arguments + ["--epochs", "1"]) == 0
+    steps = keras.models.load_model(out / "last.keras").optimizer.iterations.numpy()
+    assert json.loads((out / "progress.json").read_text())["epochs_done"] == 1
+    assert main(arguments + ["--epochs", "2", "--resume"]) == 0
+    assert json.loads((out / "progress.json").read_text())["epochs_done"] == 2
+    assert keras.models.load_model(out / "last.keras").optimizer.iterations.numpy() == 2 * steps  # optimizer state kept
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["val_loss"]) == 2 and len(history["epoch_seconds"]) == 2
+    info = json.loads((out / "run.json").read_text())
+    assert info["real_val"]["n"] == 5 and info["real_val"]["n_masked"] == 2
+    assert info["dataset"]["counts"]["train"] == {"with_mask": 7, "without_mask": 7, "incorrect_mask": 3}
+    assert info["dataset"]["counts"]["test"] == {"with_mask": 1, "without_mask": 1, "incorrect_mask": 1}
+    split = json.loads((out / "split.json").read_text())
+    assert sum(str(real.resolve()) in entry["file"] for entry in split["val"]) == 5
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    data = make_dataset(tmp_path / "data", {"with_mask": 3, "without_mask": 3})
+    with pytest.raises(DatasetError, match="nothing|no last.keras"):
+        run(TrainConfig(dataset_dir=data, out_dir=tmp_path / "run", classes=2, input_size=32, resume=True,
+                        split=SplitSizes(1, 1, 1)))
+
+
+@pytest.mark.parametrize("geometry", ["original", "door", "real"])
 def test_augmentation_changes_images_only_in_training(geometry):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -15,6 +15,12 @@ The photometric part (both strengths) imitates door cameras:
 exposure and colour changes, defocus, sensor noise, JPEG artefacts from cheap streams,
 and greyscale frames from IR night mode.
 
+* ``real`` — for training on real photos next to rendered ones: head roll up to 30°, wider
+  shifts and zoom-out (the gap is filled by edge replication, the streaky borders that two
+  thirds of realmask's crops carry in *both* classes), stronger light changes, and a random
+  downscale-upscale (bare faces there are more often small or upscaled portraits). Applied to
+  every class alike, so none of these traits can stand in for "mask" or "no mask".
+
 Images travel as float32 RGB in [0, 255] (the models rescale internally).
 """
 
@@ -84,8 +90,38 @@ class RandomSensorNoise(keras.layers.Layer):
         return {**super().get_config(), "max_stddev": self.max_stddev, "seed": self.seed}
 
 
-#: Geometric strength → (rotation in degrees, shift, shear, zoom).
-GEOMETRY = {"original": (40, 0.2, 0.2, 0.2), "door": (15, 0.08, 0.1, 0.1)}
+class RandomResample(keras.layers.Layer):
+    """Downscale a random share of the images by a per-batch factor and scale them back up (training only)."""
+
+    def __init__(self, probability: float = 0.3, min_factor: float = 0.25, max_factor: float = 0.8,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.min_factor = min_factor
+        self.max_factor = max_factor
+        self.seed = seed
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        size = tf.shape(images)[1:3]
+        factor = tf.random.uniform([], self.min_factor, self.max_factor, seed=self.seed)
+        small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 8)
+        degraded = tf.image.resize(tf.image.resize(images, small, method="area"), size, method="bilinear")
+        apply = tf.random.uniform(tf.concat([tf.shape(images)[:1], [1, 1, 1]], 0), seed=self.seed) < self.probability
+        return tf.where(apply, degraded, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed,
+                "min_factor": self.min_factor, "max_factor": self.max_factor}
+
+
+#: Geometric strength → (rotation in degrees, shift, shear, zoom: a (zoom-in, zoom-out) pair or one value for both).
+GEOMETRY = {"original": (40, 0.2, 0.2, 0.2), "door": (15, 0.08, 0.1, 0.1), "real": (30, 0.1, 0.1, (-0.15, 0.35))}
 
 
 def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
@@ -93,6 +129,7 @@ def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
     if geometry not in GEOMETRY:
         raise ValueError(f"unknown augmentation {geometry!r} (choose from {', '.join(GEOMETRY)})")
     degrees, shift, shear, zoom = GEOMETRY[geometry]
+    real = geometry == "real"
 
     def name(suffix: str) -> str:
         return NAME_PREFIX + suffix
@@ -105,7 +142,7 @@ def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
             keras.layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 3, name=name("zoom")),
             keras.layers.RandomFlip("horizontal", seed=seed + 4, name=name("flip")),
             keras.layers.RandomColorJitter(
-                value_range=(0, 255), brightness_factor=0.15, contrast_factor=0.2,
+                value_range=(0, 255), brightness_factor=0.3 if real else 0.15, contrast_factor=0.3 if real else 0.2,
                 saturation_factor=(0.35, 0.65), hue_factor=0.02, seed=seed + 5, name=name("color_jitter"),
             ),
             keras.layers.RandomGaussianBlur(
@@ -114,7 +151,8 @@ def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
             ),
             RandomSensorNoise(5.0, seed=seed + 7, name=name("noise")),
             RandomJpegQuality(0.3, seed=seed + 8, name=name("jpeg")),
-            keras.layers.RandomGrayscale(0.1, seed=seed + 9, name=name("grayscale")),
+            keras.layers.RandomGrayscale(0.15 if real else 0.1, seed=seed + 9, name=name("grayscale")),
+            *([RandomResample(0.3, seed=seed + 10, name=name("resample"))] if real else []),
         ],
         name=name("pipeline"),
     )

@@ -6,7 +6,10 @@ first). Each face gets 468 landmarks, then is rendered once *per class*: bare, m
 correctly, and masked incorrectly. Using the same identity in every class means the only
 thing that differs between classes is the mask, so the model cannot shortcut through
 identity, skin or background. The ``split`` column assigns whole identities to
-train/val/test (50/25/25 %), so no face leaks from training into evaluation.
+train/val/test (50/25/25 %), so no face leaks from training into evaluation: GAN faces by
+their latent index, own photos by the rank of a stable hash of their identity (the file name,
+or the group a ``own_faces_groups`` CSV gives it, e.g. realmask's duplicate groups), so every
+split gets its share of own photos and a photo's variants all land in its split.
 
 Framing matches the door: the stored image is ``crop_face(image, box, DEFAULT_CROP_MARGIN)``
 resized by ``model_input``, with ``box`` derived from the landmarks like a BlazeFace box.
@@ -17,6 +20,7 @@ same config produces bit-identical files.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -31,6 +35,7 @@ import numpy as np
 import gate.assets
 from gate.errors import DatasetError, ImageError
 from gate.preprocess import DEFAULT_CROP_MARGIN, crop_face, model_input, read_image_rgb
+from gate.types import Box
 from training import face_variations as fv
 from training.gan_faces import GanFaceGenerator
 from training.landmarks import FaceLandmarker, face_box
@@ -59,6 +64,7 @@ class BuildConfig:
     seed: int = 0
     size: int = 128
     own_faces_dir: Path | None = None
+    own_faces_groups: Path | None = None  # CSV with file,group columns: photos of one group share a split
     gan_faces: bool = True
     assets_dir: Path = gate.assets.DEFAULT_ASSETS_DIR
     overwrite: bool = False  # replace a previous build in out_dir (only the files a build writes)
@@ -130,10 +136,40 @@ def dress_face(image: np.ndarray, points: np.ndarray, class_name: str, rng: np.r
     return example
 
 
+#: Head roll (degrees) and how far the detector's box wanders (fraction of its side, scale factor).
+MAX_ROLL = 30.0
+BOX_SHIFT, BOX_SCALE = 0.06, (0.9, 1.15)
+
+
+def _roll(example: Example, rng: np.random.Generator) -> None:
+    """Tilt the head (image and landmarks) about the face centre; borders replicate like a crop's."""
+    angle = float(rng.uniform(-MAX_ROLL, MAX_ROLL))
+    centre = tuple(float(v) for v in example.points.mean(axis=0))
+    matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    height, width = example.image.shape[:2]
+    example.image = cv2.warpAffine(example.image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+    example.points = example.points @ matrix[:, :2].T + matrix[:, 2]
+    example.variations.append(f"roll_{angle:+.0f}")
+
+
+def _jittered_box(points: np.ndarray, rng: np.random.Generator) -> Box:
+    """The detector's box is never exact: shift and scale it a little."""
+    box = face_box(points)
+    side = max(box.w, box.h)
+    scale = rng.uniform(*BOX_SCALE)
+    dx, dy = rng.normal(0, BOX_SHIFT * side, 2)
+    cx, cy = box.center
+    return Box(cx + dx - box.w * scale / 2, cy + dy - box.h * scale / 2, box.w * scale, box.h * scale)
+
+
 def frame_example(example: Example, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Crop like the gate does, then camera-like degradations, then resize to ``size``²."""
-    crop = crop_face(example.image, face_box(example.points), DEFAULT_CROP_MARGIN)
+    """Tilt, crop like the gate does (with the detector's jitter), camera-like degradations, resize to ``size``²."""
+    if rng.random() < 0.5:
+        _roll(example, rng)
+    crop = crop_face(example.image, _jittered_box(example.points, rng), DEFAULT_CROP_MARGIN)
     for probability, apply in ((0.4, fv.white_balance), (0.12, fv.infrared), (0.12, fv.low_light),
+                               (0.08, fv.backlight), (0.2, fv.low_resolution),
                                (0.2, fv.blur), (0.3, fv.sensor_noise)):
         if rng.random() < probability:
             crop, name = apply(crop, rng)
@@ -152,6 +188,7 @@ class _Face:
     index: int           # position in its source stream (GAN latent index / photo number)
     image: np.ndarray
     points: np.ndarray
+    split: str = "train"
 
 
 class _FaceSource:
@@ -190,6 +227,10 @@ class _FaceSource:
                 self.skipped_files.append(path.name)
                 continue
             faces.append(_Face("own", f"own:{path.name}", number, image, points))
+        groups = _read_groups(self._config.own_faces_groups)
+        splits = identity_splits([groups.get(face.label[4:], face.label[4:]) for face in faces])
+        for face, split in zip(faces, splits):
+            face.split = split
         return faces
 
     def gan_faces(self) -> Iterator[_Face]:
@@ -201,6 +242,38 @@ class _FaceSource:
                 self.skipped["gan_no_face"] += 1
                 continue
             yield _Face("gan", "gan", index, canvas, points)
+
+
+def _read_groups(path: Path | None) -> dict[str, str]:
+    """``{photo file name: identity group}`` from a CSV with ``file`` and ``group`` columns (paths allowed)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise DatasetError(f"own_faces_groups {path}: cannot read ({exc.strerror or exc})") from exc
+    if rows and not {"file", "group"} <= rows[0].keys():
+        raise DatasetError(f"own_faces_groups {path} has no 'file' and 'group' columns")
+    return {Path(row["file"]).name: row["group"] for row in rows}
+
+
+def identity_splits(identities: list[str]) -> list[str]:
+    """The split of each photo: identities ranked by a stable hash, then cut 50/25/25 %.
+
+    Ranking (rather than bucketing each hash) gives every split its share even for a handful of
+    identities (val and test get at least one each from three on); hashing the identity (rather than
+    the build order) makes the split independent of file order and keeps every photo of a group together.
+    """
+    unique = sorted(set(identities), key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+    n = len(unique)
+    held_out = [max(1, round(n * fraction)) if n >= 3 else 0 for _, fraction in _SPLIT_FRACTIONS[1:]]
+    if n == 2:
+        held_out = [1, 0]
+    bounds = np.cumsum([n - sum(held_out), *held_out])
+    by_identity = {name: _SPLIT_FRACTIONS[int(np.searchsorted(bounds, rank, side="right"))][0]
+                   for rank, name in enumerate(unique)}
+    return [by_identity[name] for name in identities]
 
 
 def _split(ordinal: int, total: int) -> str:
@@ -229,7 +302,11 @@ def _prepare_out_dir(config: BuildConfig) -> Path:
 
 
 def _faces_in_order(config: BuildConfig, source: _FaceSource) -> Iterator[tuple[_Face, int]]:
-    """(face, variant) pairs: own photos first, then GAN faces; own photos cycle when alone."""
+    """(face, variant) pairs: own photos first, then GAN faces; own photos cycle when alone.
+
+    Own photos carry their identity's split (every variant too); GAN faces are cut 50/25/25 % in
+    latent order over the GAN faces this build needs.
+    """
     own = source.own_faces()
     if not config.gan_faces:
         if not own:
@@ -240,7 +317,10 @@ def _faces_in_order(config: BuildConfig, source: _FaceSource) -> Iterator[tuple[
                 yield face, variant
             variant += 1
     yield from ((face, 0) for face in own)
-    yield from ((face, 0) for face in source.gan_faces())
+    gan_total = max(1, config.per_class - len(own))
+    for ordinal, face in enumerate(source.gan_faces()):
+        face.split = _split(ordinal, gan_total)
+        yield face, 0
 
 
 def build_dataset(config: BuildConfig, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -269,7 +349,7 @@ def build_dataset(config: BuildConfig, progress: Callable[[int, int], None] | No
             path = out / class_name / f"{name}.png"
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             rows.append({"file": f"{class_name}/{name}.png", "class": class_name,
-                         "split": _split(ordinal, config.per_class), "source": face.label, "seed": config.seed,
+                         "split": face.split, "source": face.label, "seed": config.seed,
                          "face_index": face.index, **{k: "" for k in _MANIFEST_FIELDS[6:11]}, **example.record,
                          "variations": ";".join(example.variations)})
             if len(sheet[class_name]) < 6:

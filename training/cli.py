@@ -28,6 +28,8 @@ def _build_dataset(args: argparse.Namespace) -> int:
                "seed": args.seed, "size": args.size, "gan_faces": not args.no_gan_faces}
     if args.own_faces:
         options["own_faces_dir"] = args.own_faces
+    if args.own_faces_groups:
+        options["own_faces_groups"] = args.own_faces_groups
     if args.assets_dir:
         options["assets_dir"] = args.assets_dir
     summary = build_dataset(BuildConfig(**options, overwrite=args.overwrite), progress=_log_progress)
@@ -62,7 +64,7 @@ def _train_config(args: argparse.Namespace):
         steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
         split=SplitSizes(args.train_per_class, args.val_per_class, args.test_per_class),
         patience=args.patience, label_smoothing=args.label_smoothing, augment=args.augment,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, real_dirs=tuple(args.real or ()), resume=args.resume,
     )
 
 
@@ -121,8 +123,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-class", type=int, default=500)
     parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--augment", choices=("original", "door", "none"),
-                        help="geometric augmentation strength (default: seed original, compact door)")
+    parser.add_argument("--augment", choices=("original", "door", "real", "none"),
+                        help="geometric augmentation strength (default: seed original, compact door; "
+                             "real: roll, zoom-out with edge padding, resampling, for real photos)")
+    parser.add_argument("--real", type=Path, action="append",
+                        help="realmask-style folder of real photos (train/ and val/ per class); repeatable")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
 
 
@@ -138,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--size", type=int, default=128, help="side of the saved crops in px")
     build.add_argument("--own-faces", type=Path, help="folder of your own face photos to include")
+    build.add_argument("--own-faces-groups", type=Path,
+                       help="CSV (file,group) naming each own photo's identity group; a group stays in one split")
     build.add_argument("--no-gan-faces", action="store_true", help="do not generate GAN faces")
     build.add_argument("--assets-dir", type=Path, help="where third-party assets live (default: assets/)")
     build.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")

@@ -204,6 +204,63 @@ def _choose(files: list[str], cls: str, index: int, sizes: SplitSizes, seed: int
     return chosen
 
 
+#: Splits of a realmask-style folder of real photos (``<root>/<split>/<class>/*.jpg``).
+REAL_SPLITS = ("train", "val")
+
+
+def load_real_folder(
+    root: str | Path, classes: tuple[str, ...], image_size: int, exclude: frozenset[str] = frozenset(),
+    workers: int = 2,
+) -> dict[str, Subset]:
+    """The ``train`` and ``val`` subsets of a realmask-style folder of real face crops.
+
+    Real photos come in fewer classes than the model has (realmask: no ``incorrect_mask``), so
+    a class folder that is missing is simply absent, never an error; a split folder that is
+    missing is empty. Files are named by absolute path (conversion and benchmarks find them
+    from ``split.json`` wherever the run was made). ``exclude`` holds file *names* to leave
+    out (photos whose identity sits in another split of the synthetic build).
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DatasetError(f"real-photo folder {root} does not exist")
+    present = [name for name in REAL_SPLITS if (root / name).is_dir()]
+    if not present:
+        raise DatasetError(f"real-photo folder {root} has neither train/ nor val/ (expected <split>/<class>/*.jpg)")
+    subsets = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for split_name in REAL_SPLITS:
+            rows: list[tuple[np.ndarray, str, int]] = []
+            for index, cls in enumerate(classes):
+                folder = root / split_name / cls
+                if not folder.is_dir():
+                    continue
+                paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                               and p.name not in exclude)
+                images = pool.map(lambda path: _decode(path, image_size), paths)
+                rows += [(image, str(path), index) for image, path in zip(images, paths) if image is not None]
+            subsets[split_name] = _subset(rows, image_size)
+    log.info("real photos %s at %dpx: %s", root, image_size,
+             ", ".join(f"{len(subsets[name])} {name}" for name in REAL_SPLITS))
+    return subsets
+
+
+def concat(*subsets: Subset) -> Subset:
+    """One subset made of several (in order)."""
+    return Subset(images=np.concatenate([s.images for s in subsets]),
+                  labels=np.concatenate([s.labels for s in subsets]).astype(np.int32),
+                  files=tuple(f for s in subsets for f in s.files))
+
+
+def held_out_own_photos(dataset_dir: str | Path) -> frozenset[str]:
+    """Names of the own photos the builder put in val or test: they must not be trained on elsewhere."""
+    manifest = Path(dataset_dir) / MANIFEST_NAME
+    if not manifest.is_file():
+        return frozenset()
+    with open(manifest, newline="") as handle:
+        return frozenset(row["source"][4:] for row in csv.DictReader(handle)
+                         if row.get("source", "").startswith("own:") and row.get("split") != "train")
+
+
 def load_split(
     dataset_dir: str | Path,
     classes: tuple[str, ...],

@@ -15,7 +15,8 @@ confusable look-alike *with the right label*:
   the mask on the chin, plus open smiles with a white band of teeth.
 - IR night images: greyscale, contrast-boosted, blooming images in every class, so
   colour is not a required cue.
-Plus glasses, make-up, blur, low light, sensor noise and JPEG artefacts.
+Plus glasses, make-up, blur, low light, backlight, small (upscaled) faces, sensor noise and
+JPEG artefacts.
 
 Every function returns the name of what it applied, recorded in the manifest.
 """
@@ -229,6 +230,24 @@ def low_light(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
 def sensor_noise(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     noisy = image.astype(np.float32) + rng.normal(0, rng.uniform(2, 7), image.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8), "noise"
+
+
+def backlight(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A bright window behind the visitor: the face (centre) falls dark, the surround blooms."""
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:image.shape[1]].astype(np.float32) / size - 0.5
+    centre = np.exp(-(xx**2 + yy**2) / (2 * 0.22**2))[..., None]
+    face_gain = rng.uniform(0.35, 0.7)
+    lit = image.astype(np.float32) * (face_gain * centre + (1 - centre) * rng.uniform(1.2, 1.8))
+    lit += (1 - centre) * rng.uniform(30, 90)
+    return np.clip(lit, 0, 255).astype(np.uint8), "backlight"
+
+
+def low_resolution(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A far or small face: down to 20-56 px and back up (as the gate's resize would see it)."""
+    side = int(rng.integers(20, 57))
+    small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR), f"low_res_{side}"
 
 
 def white_balance(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:

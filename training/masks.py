@@ -35,7 +35,7 @@ _CLOTH_COLOURS = {
 }
 _KN95_COLOURS = {"white": (240, 240, 238), "grey": (165, 168, 170), "black": (40, 40, 42)}
 _SKIN_COLOURS = {"beige": (225, 190, 165), "tan": (190, 145, 110), "brown": (130, 90, 65), "dark_brown": (85, 58, 42)}
-_PATTERNS = ("plain", "stripes", "dots", "checks", "floral")
+_PATTERNS = ("plain", "stripes", "dots", "checks", "floral", "print")
 
 # Landmark chains, image-left to image-right on a frontal face.
 _JAW = (93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323)
@@ -69,7 +69,7 @@ def sample_mask_spec(rng: np.random.Generator, placement: str) -> MaskSpec:
     style = str(rng.choice(STYLES, p=_STYLE_WEIGHTS))
     palette = {"surgical": _SURGICAL_COLOURS, "cloth": _CLOTH_COLOURS, "kn95": _KN95_COLOURS, "skin": _SKIN_COLOURS}[style]
     colour = str(rng.choice(sorted(palette)))
-    pattern = str(rng.choice(_PATTERNS, p=(0.35, 0.2, 0.15, 0.15, 0.15))) if style == "cloth" else "plain"
+    pattern = str(rng.choice(_PATTERNS, p=(0.3, 0.15, 0.15, 0.1, 0.15, 0.15))) if style == "cloth" else "plain"
     return MaskSpec(
         style=style, colour=colour, rgb=palette[colour], pattern=pattern, placement=placement,
         valve=style == "kn95" and rng.random() < 0.35, ear_loops=rng.random() < 0.85,
@@ -105,6 +105,13 @@ def _pattern_layer(spec: MaskSpec, rng: np.random.Generator, base: np.ndarray) -
     elif spec.pattern == "floral":
         blobs = _fabric_noise(rng, (h, w), 10)
         weight = np.clip((blobs - 0.2) * 3, 0, 1)
+    elif spec.pattern == "print":  # multi-coloured printed fabric (camouflage, logos, cartoons)
+        out = base.copy()
+        for cell in rng.choice([5, 8, 14, 24], size=3):
+            colour = rng.uniform(20, 240, 3).astype(np.float32)
+            blobs = np.clip((_fabric_noise(rng, (h, w), int(cell)) - 0.3) * 4, 0, 1)[..., None]
+            out = out * (1 - blobs) + colour * blobs
+        return out
     else:
         return base
     weight = cv2.GaussianBlur(weight, (0, 0), 0.7)[..., None]

@@ -74,6 +74,25 @@ def compute_metrics(labels: np.ndarray, predicted: np.ndarray, classes: tuple[st
     }
 
 
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...],
+                   floor: float = 0.5) -> dict:
+    """The door's view: a face is granted when P(with_mask) ≥ ``floor`` (and with_mask is the top class).
+
+    False accept = a face without a correct mask granted; false reject = a correctly masked face refused.
+    """
+    with_mask = classes.index("with_mask")
+    p_mask = probabilities[:, with_mask]
+    granted = (probabilities.argmax(axis=1) == with_mask) & (p_mask >= floor)
+    masked = labels == with_mask
+    correct = granted == masked
+    return {
+        "floor": float(floor), "n": int(len(labels)), "n_masked": int(masked.sum()), "n_unmasked": int((~masked).sum()),
+        "binary_accuracy": float(correct.mean()) if len(labels) else 0.0,
+        "false_accept": float(granted[~masked].mean()) if (~masked).any() else 0.0,
+        "false_reject": float((~granted[masked]).mean()) if masked.any() else 0.0,
+    }
+
+
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):

@@ -4,6 +4,15 @@ Everything a later step needs lands in the run directory: ``model.keras`` (best
 validation loss), ``history.json``, ``split.json`` (which files were train/val/test, so
 conversion and benchmarks evaluate on the same test images), ``run.json`` (what was
 trained, on what, how big, how long) and the report files of :mod:`training.report`.
+
+Real photos (``real_dirs``, realmask-style folders) join the synthetic data: their ``train``
+part the training split, their ``val`` part the validation split (and its own figures in
+``run.json``); the test split stays synthetic. Real bare photos the builder rendered into its
+val/test splits (``--own-faces``) are left out of training, so no identity crosses splits.
+
+Long runs survive interruptions: after every epoch ``last.keras`` (model *and* optimizer
+state) and ``progress.json`` (epochs done, history so far, best validation loss) are saved;
+``resume`` continues from them. Early stopping's patience counter restarts on resume.
 """
 
 from __future__ import annotations
@@ -26,7 +35,17 @@ from gate.errors import DatasetError
 from gate.preprocess import DEFAULT_CROP_MARGIN
 from training import report
 from training.augment import make_augmenter
-from training.dataset import MANIFEST_NAME, Split, SplitSizes, class_names, load_split
+from training.dataset import (
+    MANIFEST_NAME,
+    Split,
+    SplitSizes,
+    Subset,
+    class_names,
+    concat,
+    held_out_own_photos,
+    load_real_folder,
+    load_split,
+)
 from training.models import compile_model, count_macs, make_model, recipe
 
 log = logging.getLogger(__name__)
@@ -49,8 +68,10 @@ class TrainConfig:
     split: SplitSizes = field(default_factory=SplitSizes)
     patience: int | None = 8  # early stopping on val_loss; None or 0 = train all epochs
     label_smoothing: float = 0.0
-    augment: str | None = None  # "original", "door" (training.augment) or "none"
+    augment: str | None = None  # "original", "door", "real" (training.augment) or "none"
     overwrite: bool = False
+    real_dirs: tuple[Path, ...] = ()  # realmask-style folders of real photos (train/ and val/)
+    resume: bool = False  # continue from last.keras + progress.json in out_dir
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset's recipe, validated."""
@@ -64,6 +85,7 @@ class TrainConfig:
             learning_rate=self.learning_rate or base.learning_rate,
             steps_per_epoch=self.steps_per_epoch or base.steps_per_epoch,
             augment=self.augment or base.augmentation,
+            real_dirs=tuple(Path(d) for d in self.real_dirs),
         )
         class_names(config.classes)
         for name in ("train", "val", "test"):
@@ -76,6 +98,7 @@ class TrainConfig:
     def as_json(self) -> dict:
         values = dataclasses.asdict(self)
         values["dataset_dir"], values["out_dir"] = str(self.dataset_dir), str(self.out_dir)
+        values["real_dirs"] = [str(d) for d in self.real_dirs]
         return values
 
 
@@ -151,12 +174,57 @@ def dataset_fingerprint(dataset_dir: Path) -> dict:
     }
 
 
+CHECKPOINT, PROGRESS = "last.keras", "progress.json"
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every epoch: the model with its optimizer state, and the history so far (atomic writes)."""
+
+    def __init__(self, run_dir: Path, history: dict[str, list[float]], epoch_log: EpochLog, past_seconds: list[float]):
+        super().__init__()
+        self.run_dir = run_dir
+        self.history = history
+        self.epoch_log = epoch_log  # runs before this callback: its durations include this epoch
+        self.past_seconds = past_seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        staged = self.run_dir / f".{CHECKPOINT}"
+        self.model.save(staged)
+        staged.replace(self.run_dir / CHECKPOINT)
+        history = {**self.history, "epoch_seconds": self.past_seconds + self.epoch_log.seconds}
+        progress = {"epochs_done": epoch + 1, "history": history,
+                    "best_val_loss": min(self.history.get("val_loss", [math.inf]))}
+        staged = self.run_dir / f".{PROGRESS}"
+        staged.write_text(json.dumps(progress, indent=1) + "\n")
+        staged.replace(self.run_dir / PROGRESS)
+
+
 def _prepare_run_dir(config: TrainConfig) -> Path:
     run_dir = config.out_dir
+    if config.resume:
+        if not (run_dir / PROGRESS).is_file() or not (run_dir / CHECKPOINT).is_file():
+            raise DatasetError(f"{run_dir} has no {CHECKPOINT} + {PROGRESS} to resume from")
+        return run_dir
     if (run_dir / "run.json").exists() and not config.overwrite:
         raise FileExistsError(f"{run_dir} already holds a training run; choose another --out or pass --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _with_real_photos(split: Split, config: TrainConfig, classes: tuple[str, ...]) -> tuple[Split, Subset | None]:
+    """``split`` with the real photos' train/val parts added; also the real val part alone (None without real photos)."""
+    if not config.real_dirs:
+        return split, None
+    exclude = held_out_own_photos(config.dataset_dir)
+    parts = [load_real_folder(d, classes, config.input_size, exclude) for d in config.real_dirs]
+    real_val = concat(*(part["val"] for part in parts))
+    merged = dataclasses.replace(split, train=concat(split.train, *(part["train"] for part in parts)),
+                                 val=concat(split.val, real_val))
+    log.info("with real photos: %d train, %d val images (%d own photos left out: in the build's val/test)",
+             len(merged.train), len(merged.val), len(exclude))
+    return merged, real_val
 
 
 def run(config: TrainConfig) -> Path:
@@ -170,15 +238,27 @@ def run(config: TrainConfig) -> Path:
              config.input_size, config.dataset_dir)
 
     split = load_split(config.dataset_dir, classes, config.input_size, config.split, config.seed)
+    split, real_val = _with_real_photos(split, config, classes)
     split.save_file_lists(run_dir / "split.json")
 
     steps = config.steps_per_epoch or math.ceil(len(split.train) / config.batch_size)
-    model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
-                          config.learning_rate, config.label_smoothing, total_steps=steps * config.epochs)
+    done, past = 0, {}
+    if config.resume:
+        progress = json.loads((run_dir / PROGRESS).read_text())
+        done, past = int(progress["epochs_done"]), progress["history"]
+        model = keras.models.load_model(run_dir / CHECKPOINT)
+        log.info("resuming %s after epoch %d of %d", run_dir, done, config.epochs)
+    else:
+        model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
+                              config.learning_rate, config.label_smoothing, total_steps=steps * config.epochs)
     epoch_log = EpochLog(config.epochs)
+    history_so_far = {key: list(values) for key, values in past.items() if key != "epoch_seconds"}
+    best_so_far = min(history_so_far.get("val_loss", [math.inf]))
     callbacks = [
-        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True,
+                                        initial_value_threshold=None if math.isinf(best_so_far) else best_so_far),
         epoch_log,
+        Checkpoint(run_dir, history_so_far, epoch_log, list(past.get("epoch_seconds", []))),
     ]
     if config.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
@@ -190,20 +270,31 @@ def run(config: TrainConfig) -> Path:
         training_dataset(split.train.images, _targets(split.train.labels, config), config),
         steps_per_epoch=steps,
         epochs=config.epochs,
+        initial_epoch=done,
         validation_data=evaluation_dataset(split.val.images, _targets(split.val.labels, config), config.batch_size),
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
         verbose=0,
     )
     training_seconds = time.monotonic() - started
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
-    history["epoch_seconds"] = epoch_log.seconds
+    history = {key: list(values) for key, values in history_so_far.items()}
+    history["epoch_seconds"] = list(past.get("epoch_seconds", [])) + epoch_log.seconds
     (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
     best = keras.models.load_model(run_dir / "model.keras")
     metrics = evaluate(best, split, config, history, run_dir)
-    _write_run_json(run_dir, config, split, best, history, metrics, training_seconds)
+    real = real_figures(best, real_val, split.classes, config.batch_size) if real_val is not None else None
+    _write_run_json(run_dir, config, split, best, history, metrics, training_seconds, real)
     return run_dir
+
+
+def real_figures(model: keras.Model, subset: Subset, classes: tuple[str, ...], batch_size: int = 64) -> dict:
+    """The real photos' validation figures at the door (grant = with_mask on top, argmax floor)."""
+    probabilities = class_probabilities(model, subset.images, batch_size)
+    figures = report.binary_metrics(subset.labels, probabilities, classes)
+    log.info("real val: binary %.4f, false accept %.4f, false reject %.4f on %d photos",
+             figures["binary_accuracy"], figures["false_accept"], figures["false_reject"], figures["n"])
+    return figures
 
 
 def evaluate(model: keras.Model, split: Split, config: TrainConfig, history: dict, run_dir: Path) -> dict:
@@ -216,7 +307,7 @@ def evaluate(model: keras.Model, split: Split, config: TrainConfig, history: dic
 
 
 def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: keras.Model,
-                    history: dict, metrics: dict, training_seconds: float) -> None:
+                    history: dict, metrics: dict, training_seconds: float, real_val: dict | None = None) -> None:
     val_losses = history.get("val_loss", [])
     info = {
         "preset": config.preset,
@@ -236,6 +327,7 @@ def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: ker
         "best_epoch": int(np.argmin(val_losses)) + 1 if val_losses else None,
         "training_seconds": round(training_seconds, 1),
         "test_accuracy": metrics["accuracy"],
+        "real_val": real_val,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
