@@ -72,7 +72,7 @@ class GateProcess:
             env["MASKGATE_MQTT_PASSWORD"] = password
         self.log_file = log_file
         with log_file.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "gate.cli", "--settings", str(settings_file), "run"],
+            self.process = subprocess.Popen([sys.executable, "-m", "gate.cli", "--settings", str(settings_file), "run", "--allow-mock-pins"],
                                             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
