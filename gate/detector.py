@@ -21,17 +21,24 @@ The detector is **stateful across consecutive frames of one camera** (``detect``
 per frame, in order), because at 30 fps a face is where it was 33 ms ago and re-finding it there
 costs one short-range run, while the full pass costs a full-range run plus confirmations:
 
-* faces found in the previous frame are confirmed again on a crop around their last box, with
-  the same bar as their first confirmation (the proposal score is remembered);
+* motion is measured on a 1/4-size grey copy of the frame (``motion_threshold`` grey levels;
+  camera noise averages out at that size): what did not change since the models last looked at
+  it would get the same answer, so it is not looked at again;
+* a known face whose region (its box × 1.5) did not change since its last confirmation is kept
+  as it is, without any model run (a visitor standing still); one that changed is confirmed
+  again on a crop around its last box, with the same bar as its first confirmation (the
+  proposal score is remembered);
 * the full-frame pass (full-range + confirmation of the proposals away from known faces) runs
-  when no face is known, when a known face was not re-found, and otherwise every
-  ``full_scan_every`` frames, so a newcomer next to a known face waits at most that many frames;
-* the tile search runs on the first frame without a face and then every ``tile_every`` frames
-  while none is found, instead of on every empty frame.
+  when the region of interest changed since the last full pass away from the known faces and
+  their bodies (someone may have come; an empty, unchanged scene costs no model run), when a
+  known face was not re-found, and at least every ``full_scan_every`` frames while faces are
+  known, so a newcomer right next to a known face waits at most that many frames;
+* the tile search runs on the first full pass without a face and then on every
+  ``tile_every``-th full pass while none is found.
 
 ``reset()`` forgets the earlier frames (after a camera failure, or between unrelated images):
-the next ``detect`` is then exactly the full per-frame pass. ``full_scan_every = tile_every = 1``
-gives the full pass on every frame. Per-frame recall of the full pass is measured on synthetic
+the next ``detect`` is then exactly the full per-frame pass. ``motion_threshold = 0`` gives the
+full pass on every frame (``tile_every = 1``: with the tile search on every empty frame). Per-frame recall of the full pass is measured on synthetic
 door scenes in ``benchmarks/results/detector.md``, the stream in ``benchmarks/results/gate.md``.
 
 The SSD anchors, box decoding and weighted non-maximum suppression follow MediaPipe's
@@ -73,6 +80,14 @@ TILE_FRACTION = 8 / 15
 _CONFIRM_MIN_IOU = 0.2
 #: Confirmed rows carry, after the box and keypoints, the score of the proposal they confirmed.
 _PROPOSAL_SCORE = _NUM_COORDS
+#: Motion is measured on the frame shrunk this many times, in grey.
+MOTION_SCALE = 4
+#: A known face is re-found when its box grown this much changed (a head turning, stepping closer).
+FACE_MOTION_SCALE = 1.5
+#: Changed pixels (of the small image: 16 frame pixels each) that make a region count as changed…
+MIN_CHANGED_PX = 4
+#: …and, for a known face, the share of its region that must have changed.
+MOVED_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -249,6 +264,22 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[
     return crop, float(x0), float(y0)
 
 
+def _small_grey(image: np.ndarray) -> np.ndarray:
+    """The frame at 1/MOTION_SCALE, grey: where motion is measured (cheap, and sensor noise averages out)."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE)), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+
+
+def _small_region(row: np.ndarray, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The square of ``scale`` × the longer side of ``row``'s box, around its centre, in small-image pixels."""
+    half = scale * max(row[2] - row[0], row[3] - row[1]) / 2 / MOTION_SCALE
+    cx, cy = (row[0] + row[2]) / 2 / MOTION_SCALE, (row[1] + row[3]) / 2 / MOTION_SCALE
+    height, width = shape[:2]
+    return (int(np.clip(cx - half, 0, width)), int(np.clip(cy - half, 0, height)),
+            int(np.clip(np.ceil(cx + half), 0, width)), int(np.clip(np.ceil(cy + half), 0, height)))
+
+
 def _check_image(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
         raise ImageError(f"detector needs an RGB uint8 H×W×3 image, got {image.dtype} of shape {image.shape}")
@@ -269,6 +300,9 @@ class BlazeFaceDetector:
     def reset(self) -> None:
         """Forget earlier frames: the next ``detect`` runs the full pass, tile search included."""
         self._known = np.zeros((0, _NUM_COORDS + 1), np.float32)
+        self._known_scores = np.zeros(0, np.float32)
+        self._known_refs: list[np.ndarray] = []  # per known face: the small grey frame of its last confirmation
+        self._scene_ref: np.ndarray | None = None  # the small grey frame the last full pass looked at
         self._frames_since_full_pass = 0
         self._frames_without_face = 0
 
@@ -303,13 +337,22 @@ class BlazeFaceDetector:
         return [d for d in detections if self._wanted(d, image.shape[1], image.shape[0])]
 
     def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Known faces re-found on crops; the full pass when due; the tile search when due."""
+        """Known faces kept where nothing moved, re-found on crops where something did; the full pass
+        and the tile search when due (see the module docstring)."""
         settings = self._settings
-        known = self._known
-        rows, scores = self._confirm(image, known[:, :_NUM_COORDS], known[:, _PROPOSAL_SCORE])
+        small = _small_grey(image)
+        gated = settings.motion_threshold > 0 and self._scene_ref is not None and self._scene_ref.shape == small.shape
+        known, known_scores, refs = self._known, self._known_scores, self._known_refs
+        moved = np.array([not gated or self._moved(small, ref, row) for row, ref in zip(known, refs)], bool)
+        rows, scores = self._confirm(image, known[moved, :_NUM_COORDS], known[moved, _PROPOSAL_SCORE])
+        lost = len(scores) < int(moved.sum())
+        rows, scores = np.concatenate([known[~moved], rows]), np.concatenate([known_scores[~moved], scores])
+        refs = [ref for ref, m in zip(refs, moved) if not m] + [small] * (len(rows) - int((~moved).sum()))
         self._frames_since_full_pass += 1
-        if len(scores) < len(known) or not len(known) or self._frames_since_full_pass >= settings.full_scan_every:
+        if (not gated or lost or (len(known) and self._frames_since_full_pass >= settings.full_scan_every)
+                or self._changed_outside(small, known)):
             self._frames_since_full_pass = 0
+            self._scene_ref = small
             proposals, proposal_scores = self._full.run(image, settings.score_threshold, settings.nms_iou)
             overlaps = np.array([_iou_one_to_many(row, proposals) >= _CONFIRM_MIN_IOU for row in rows]).reshape(len(rows), len(proposals))
             for row, overlapping in zip(rows, overlaps):  # a known face keeps its best proposal score
@@ -317,13 +360,38 @@ class BlazeFaceDetector:
             newcomers = ~overlaps.any(axis=0)
             new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], settings.max_rejections)
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
-        if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
-            rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections)
+            refs += [small] * len(new_scores)
+            if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
+                rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections)
+                refs = [small] * len(scores)
+            self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
-        rows, scores = weighted_nms(rows, scores, settings.nms_iou)
-        self._known = rows
-        self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
-        return rows, scores
+        merged, scores = weighted_nms(rows, scores, settings.nms_iou)
+        self._known_refs = [refs[int(np.argmax(_iou_one_to_many(row, rows)))] for row in merged]
+        self._known, self._known_scores = merged, scores
+        return merged, scores
+
+    def _moved(self, small: np.ndarray, ref: np.ndarray, row: np.ndarray) -> bool:
+        """Whether the face of ``row`` (a little more than its box) changed since its reference frame."""
+        x0, y0, x1, y1 = _small_region(row, FACE_MOTION_SCALE, small.shape)
+        now, then = small[y0:y1, x0:x1], ref[y0:y1, x0:x1]
+        changed = np.count_nonzero(cv2.absdiff(now, then) > self._settings.motion_threshold)
+        return now.size == 0 or changed > max(MIN_CHANGED_PX, MOVED_SHARE * now.size)
+
+    def _changed_outside(self, small: np.ndarray, known: np.ndarray) -> bool:
+        """Whether the region of interest changed since the last full pass away from the known faces
+        and their people (the confirmation square around each face, and below it down to the bottom
+        of the frame: a walking body): someone new may have come. A newcomer inside those regions
+        waits for the scheduled full pass (``full_scan_every``)."""
+        assert self._scene_ref is not None
+        mask = cv2.absdiff(small, self._scene_ref) > self._settings.motion_threshold
+        for row in known:
+            x0, y0, x1, _ = _small_region(row, CONFIRM_CROP_SCALE, small.shape)
+            mask[y0:, x0:x1] = False
+        height, width = small.shape
+        rx0, ry0, rx1, ry1 = self._settings.roi
+        inside = mask[int(ry0 * height) : int(np.ceil(ry1 * height)), int(rx0 * width) : int(np.ceil(rx1 * width))]
+        return np.count_nonzero(inside) >= MIN_CHANGED_PX
 
     def _tile_proposals(self, image: np.ndarray, model: _BlazeFace | None = None, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Faces on overlapping tiles (short-range by default), in frame pixels, duplicates from overlaps merged."""

@@ -17,7 +17,8 @@ How a decision comes about
     ``decide_confidence``, or the model contract's ``min_confidence`` if that is higher
     (the contract's threshold is the floor for opening the door);
   - not masked when the rest (1 − with_mask) reaches ``decide_confidence``: ``incorrect_mask``
-    if that is the larger share of the rest, else ``without_mask``.
+    if incorrect_mask holds at least ``decide_confidence`` of that rest, else ``without_mask``
+    (a deny that cannot tell the two apart gives the graver reason).
   One flickering frame pulls the average down by a bounded amount that the next frames win
   back, instead of restarting a streak; a face whose label alternates never reaches the mask
   bar, so it never opens the door.
@@ -175,7 +176,8 @@ class DecisionPolicy:
             if p_masked >= self.mask_bar:
                 label = WITH_MASK
             elif 1.0 - p_masked >= self._settings.decide_confidence:
-                label = INCORRECT_MASK if p_incorrect > (1.0 - p_masked) / 2 else WITHOUT_MASK
+                sure_incorrect = p_incorrect >= self._settings.decide_confidence * (1.0 - p_masked)
+                label = INCORRECT_MASK if sure_incorrect else WITHOUT_MASK
         return replace(track, box=obs.detection.box, last_seen=now, latest=obs, frames=frames,
                        weight=total, masked=masked, incorrect=incorrect, label=label)
 

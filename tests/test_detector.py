@@ -265,7 +265,7 @@ class ModelRuns:
         return counts
 
 
-def test_a_known_face_is_refound_on_the_next_frame_with_one_short_range_run(faces) -> None:
+def test_a_still_face_costs_no_run_a_moving_one_one_short_range_run(faces) -> None:
     detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4))
     runs = ModelRuns(detector)
     frame = door_background(5)
@@ -274,20 +274,33 @@ def test_a_known_face_is_refound_on_the_next_frame_with_one_short_range_run(face
     assert runs.take()[0] == 1  # first frame: the full pass
     moved = door_background(5)
     truth = paste(moved, faces[0][0], faces[0][2], 96, 206, 152)  # the person sways a little
-    for _ in range(3):
-        assert found(detector.detect(moved), truth)
-        assert runs.take() == (0, 1)
     assert found(detector.detect(moved), truth)
-    assert runs.take()[0] == 1  # every 4th frame the whole frame is searched again
+    assert runs.take() == (0, 1)  # re-found on a crop around its last box
+    for _ in range(2):
+        assert found(detector.detect(moved), truth)
+        assert runs.take() == (0, 0)  # nothing moved: the face is where it was
+    assert found(detector.detect(moved), truth)
+    assert runs.take()[0] == 1  # every 4th frame the whole frame is searched again anyway
 
 
-def test_a_newcomer_is_found_within_full_scan_every_frames(faces) -> None:
+def test_a_newcomer_away_from_known_faces_is_found_at_once(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=30))
+    first = door_background(6)
+    left = paste(first, faces[0][0], faces[0][2], 96, 40, 150)
+    detector.detect(first)
+    both = first.copy()
+    right = paste(both, faces[1][0], faces[1][2], 96, 420, 150)
+    assert found(detector.detect(both), right)  # motion away from the known face: full pass now
+    assert found(detector.detect(both), left) and found(detector.detect(both), right)
+
+
+def test_a_newcomer_next_to_a_known_face_is_found_within_full_scan_every_frames(faces) -> None:
     detector = BlazeFaceDetector(DetectorSettings(full_scan_every=3))
     first = door_background(6)
     left = paste(first, faces[0][0], faces[0][2], 96, 40, 150)
     detector.detect(first)
     both = first.copy()
-    right = paste(both, faces[1][0], faces[1][2], 96, 380, 150)
+    right = paste(both, faces[1][0], faces[1][2], 60, 200, 170)  # a child, inside the known face's confirmation square
     seen = [found(detector.detect(both), right) for _ in range(4)]
     assert seen == [False, False, True, True]  # found by the 3rd frame's scheduled full pass, kept after
     assert found(detector.detect(both), left)
@@ -305,12 +318,34 @@ def test_a_lost_face_triggers_the_full_pass_at_once(faces) -> None:
     assert runs.take()[0] == 1
 
 
-def test_tile_search_runs_on_the_first_empty_frame_then_every_tile_every(faces) -> None:
+def test_an_unchanged_empty_scene_is_not_searched_again() -> None:
+    detector = BlazeFaceDetector(DetectorSettings())
+    runs = ModelRuns(detector)
+    empty = door_background(8)
+    detector.detect(empty)
+    assert runs.take()[0] == 1
+    for _ in range(3):
+        assert detector.detect(empty) == [] and runs.take() == (0, 0)
+    detector = BlazeFaceDetector(DetectorSettings(motion_threshold=0))  # 0: every frame is searched
+    runs = ModelRuns(detector)
+    for _ in range(3):
+        detector.detect(empty)
+        assert runs.take()[0] == 1
+
+
+def test_tile_search_runs_on_the_first_changed_empty_frame_then_every_tile_every(faces) -> None:
     _, with_mask, box = faces[4]  # the masked face only the tile search finds (test above)
     frame, truth = door_scene(with_mask, box, 4, 96)
+    corner = 0 if truth.center[0] > FRAME_W / 2 else FRAME_W - 60  # a blinking light away from the face
+
+    def blink(level: int) -> np.ndarray:
+        lit = frame.copy()
+        lit[:60, corner : corner + 60] = level
+        return lit
+
     detector = BlazeFaceDetector(DetectorSettings(tile_every=3))
-    detector.detect(door_background(8))  # an empty frame: tile search done, the next two skip it
-    assert [found(detector.detect(frame), truth) for _ in range(3)] == [False, False, True]
+    detector.detect(door_background(8))  # an empty frame: tile search done, the next two changes skip it
+    assert [found(detector.detect(blink(level)), truth) for level in (0, 120, 240)] == [False, False, True]
 
 
 def test_reset_forgets_known_faces_and_schedules(faces) -> None:

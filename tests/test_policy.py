@@ -75,6 +75,8 @@ CASES = {
     "a doubtful detection counts less: its flicker costs nothing": (
         frames(0, 1, (LEFT, M, SURE)) + [(1, [(LEFT, W, SURE, 0.1)])] + frames(2, 10, (LEFT, M, SURE)),
         {}, [(2, "grant", "all_masked", (1,))]),
+    "torn between no mask and incorrect mask: the graver reason": (
+        frames(0, 5, (LEFT, I, 0.6)), {}, [(2, "deny", "no_mask", (1,))]),
     "unknown label counts as no mask": (frames(0, 5, (LEFT, "scarf", SURE)), {}, [(2, "deny", "no_mask", (1,))]),
     # -- groups -----------------------------------------------------------------------------------
     "masked pair: one grant": (
