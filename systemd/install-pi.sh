@@ -87,6 +87,20 @@ fi
     "$PREFIX/.venv/bin/gate-cli" --settings "$ETC/settings.toml" config check) \
     || die "$ETC/settings.toml is invalid (see above); the service would refuse to start (exit 78)"
 
+# The relay's level from power-on until the daemon drives it is the firmware's: see README "Wiring".
+relay=$("$PREFIX/.venv/bin/gate-cli" --settings "$ETC/settings.toml" config show | "$PREFIX/.venv/bin/python" -c '
+import json, sys
+door = json.load(sys.stdin)["door"]
+pin = door["relay_pin"].upper().removeprefix("GPIO")  # config.txt wants the BCM number
+print(pin if pin.isdigit() else "<BCM-number>", "dl" if door["relay_active_high"] else "dh")') \
+    || die "cannot read [door] from $ETC/settings.toml"
+read -r relay_pin relay_level <<<"$relay"
+boot_config=/boot/firmware/config.txt
+[[ -f $boot_config ]] || boot_config=/boot/config.txt
+if [[ -f $boot_config ]] && ! grep -Eq "^gpio=${relay_pin}=op,${relay_level}" "$boot_config"; then
+    say "WARNING: add 'gpio=${relay_pin}=op,${relay_level}' to $boot_config so the relay stays off from power-on until the daemon starts"
+fi
+
 say "systemd unit"
 install -m 0644 "$REPO/systemd/maskgate.service" "$UNIT_DIR/maskgate.service"
 systemd-analyze verify "$UNIT_DIR/maskgate.service" || die "the unit does not verify"
