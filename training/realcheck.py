@@ -1,0 +1,555 @@
+"""The real-face check: score a TFLite model on real, bare faces wearing rendered masks.
+
+Why: synthetic test splits flatter a model (98 % there, 47 % false rejects on real masks).
+This check measures on real people instead, the way the gate sees them:
+
+1. photos from public packages (:mod:`training.real_photos`), faces found by the gate's own
+   ``BlazeFaceDetector``; each face is cut out with room around it (``_REGION_MARGIN``) and
+   scaled so its box is at most ``_MAX_FACE_PX`` wide;
+2. on each face our renderer (:mod:`training.masks`) puts one correct mask per style family
+   (``STYLES``), plus two nose-exposed placements (``incorrect_mask``); the bare face is kept;
+3. every render is also seen under simulated door-camera conditions (``CONDITIONS``), then the
+   detector runs again on that picture and its box is what the classifier crops, exactly as at
+   the door (the bare face's box is used, and counted, when the detector misses);
+4. each picture is classified by ``gate.classifier.MaskClassifier.classify`` with that box.
+
+Identity groups (one person, or one group photo) are split by a stable hash into a ``choice``
+half, for choosing models and setting thresholds, and a ``report`` half, held out by identity.
+These photos are for measuring only, never for training.
+
+Renders and boxes are cached under ``<photos>/cache/<digest>/`` (keyed by the photo set and
+``RENDER_VERSION``); the conditions are re-applied from seeded generators on every run, so a
+run is deterministic and re-scoring another model costs only the classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+import gate.assets
+from gate.classifier import MaskClassifier
+from gate.detector import BlazeFaceDetector
+from gate.errors import DatasetError, ImageError
+from gate.preprocess import crop_face, model_input, read_image_rgb
+from gate.settings import DetectorSettings
+from gate.types import Box
+from training import face_variations as fv
+from training.landmarks import FaceLandmarker
+from training.masks import MaskSpec, render_mask, sample_mask_spec
+from training.real_photos import manifest_digest, read_manifest
+
+log = logging.getLogger(__name__)
+
+WITH, WITHOUT, INCORRECT = "with_mask", "without_mask", "incorrect_mask"
+HALVES = ("choice", "report")
+#: Bump when rendering or conditions change: the cache is keyed by it.
+RENDER_VERSION = 1
+_SPLIT_SALT = "maskgate-realcheck-1"
+_REGION_MARGIN = 0.75     # region side = 2.5 × the face box: room for any crop margin ≤ 0.75
+_MAX_FACE_PX = 160        # door cameras see faces of 40-200 px
+_MIN_FACE_PX = 40         # smaller faces in the photos are too coarse to render a mask on
+_MAX_SPEC_TRIES = 2000
+
+#: Mask style families, each a condition on the renderer's own random mask (so every family is
+#: drawn from what the renderer makes; the acceptance test's weak spots get their own rows).
+STYLES: dict[str, Callable[[MaskSpec], bool]] = {
+    "surgical_colour": lambda s: s.style == "surgical" and s.colour in ("light_blue", "green", "pink"),
+    "surgical_white": lambda s: s.style == "surgical" and s.colour == "white",
+    "cloth_dark": lambda s: s.style in ("cloth", "surgical") and s.pattern == "plain" and s.colour in (
+        "black", "navy", "charcoal", "burgundy", "olive", "denim", "brown", "red"),
+    "cloth_light": lambda s: s.style == "cloth" and s.pattern == "plain" and s.colour in ("grey", "white"),
+    "patterned": lambda s: s.style == "cloth" and s.pattern != "plain",
+    "kn95_white": lambda s: s.style == "kn95" and s.colour == "white",
+    "kn95_grey_black": lambda s: s.style == "kn95" and s.colour in ("grey", "black"),
+    "skin_tone": lambda s: s.style == "skin",
+}
+NOSE_EXPOSED = ("below_nose", "on_chin")
+
+
+@dataclass(frozen=True)
+class Render:
+    """One dressed face: the picture (region around the face), what it shows and where the face is."""
+
+    face: str        # "<photo file>#<face index>"
+    group: str
+    half: str
+    variant: str     # "bare", a STYLES key, or "nose:<placement>"
+    truth: str
+    box: Box         # the detector's box on the bare region
+
+
+@dataclass(frozen=True)
+class Sample:
+    render: Render
+    condition: str
+    image: np.ndarray
+    box: Box
+    detected: bool   # False: the detector missed this picture and the bare face's box was used
+
+
+def half_of(group: str) -> str:
+    """Stable choice/report assignment of an identity group (adding photos never moves others)."""
+    digest = hashlib.sha256(f"{_SPLIT_SALT}:{group}".encode()).digest()
+    return HALVES[digest[0] % 2]
+
+
+def _rng(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def _defocus_or_motion(image: np.ndarray, box: Box, rng: np.random.Generator) -> np.ndarray:
+    """Blur scaled to the face (not the picture): defocus or a motion streak of 5-10 % of its width."""
+    width = max(box.w, 8.0)
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(image, (0, 0), width * rng.uniform(0.02, 0.04))
+    length = max(3, int(width * rng.uniform(0.05, 0.1)))
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(kernel, rotation, (length, length))
+    return cv2.filter2D(image, -1, kernel / max(float(kernel.sum()), 1e-6))
+
+
+def _heavy_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    quality = int(rng.integers(10, 21))
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _backlight(image: np.ndarray, box: Box, rng: np.random.Generator) -> np.ndarray:
+    """A bright window behind the visitor: washed-out surroundings, an under-exposed face."""
+    h, w = image.shape[:2]
+    cx, cy = box.center
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    sigma = max(box.w, box.h) * 0.6
+    weight = np.exp(-(((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2)))[..., None]
+    unit = image.astype(np.float32) / 255.0
+    face = unit ** rng.uniform(1.2, 1.6) * rng.uniform(0.4, 0.6)
+    background = unit + (1.0 - unit) * rng.uniform(0.5, 0.8)
+    return np.clip((weight * face + (1 - weight) * background) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _small(image: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
+    """The face 28-36 px wide, as from a camera far from the door."""
+    factor = float(rng.uniform(28, 36)) / max(box.w, 1.0)
+    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    return small, Box(box.x * factor, box.y * factor, box.w * factor, box.h * factor)
+
+
+def _condition(name: str, image: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
+    if name == "clean":
+        return image, box
+    if name == "ir_grey":
+        return fv.infrared(image, rng)[0], box
+    if name == "low_light":
+        return fv.low_light(image, rng)[0], box
+    if name == "blur":
+        return _defocus_or_motion(image, box, rng), box
+    if name == "jpeg_10_20":
+        return _heavy_jpeg(image, rng), box
+    if name == "small_28_36px":
+        return _small(image, box, rng)
+    if name == "backlight":
+        return _backlight(image, box, rng), box
+    raise ValueError(f"unknown condition {name!r}")
+
+
+CONDITIONS = ("clean", "ir_grey", "low_light", "blur", "jpeg_10_20", "small_28_36px", "backlight")
+
+
+# --------------------------------------------------------------------------- faces and renders
+
+
+@dataclass
+class _Face:
+    key: str
+    group: str
+    region: np.ndarray
+    box: Box
+    points: np.ndarray
+
+
+def _region(photo: np.ndarray, box: Box) -> tuple[np.ndarray, Box]:
+    """The face with room around it, scaled so the face box is at most ``_MAX_FACE_PX`` wide."""
+    region = crop_face(photo, box, _REGION_MARGIN)
+    side = max(box.w, box.h) * (1 + 2 * _REGION_MARGIN)
+    x0 = box.x + box.w / 2 - side / 2
+    y0 = box.y + box.h / 2 - side / 2
+    local = Box(box.x - round(x0), box.y - round(y0), box.w, box.h)
+    factor = min(1.0, _MAX_FACE_PX / max(box.w, 1.0))
+    if factor < 1.0:
+        region = cv2.resize(region, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        local = Box(local.x * factor, local.y * factor, local.w * factor, local.h * factor)
+    return region, local
+
+
+def find_faces(photos_dir: Path, entries: list[dict], detector: BlazeFaceDetector, landmarker: FaceLandmarker) -> tuple[list[_Face], dict]:
+    """Every usable face of every photo: found by the gate's detector, with landmarks for the masks."""
+    faces: list[_Face] = []
+    skipped = {"small": 0, "no_landmarks": 0}
+    for entry in entries:
+        photo = read_image_rgb(Path(photos_dir) / entry["file"])
+        detector.reset()
+        for index, detection in enumerate(sorted(detector.detect(photo), key=lambda d: (d.box.x, d.box.y))):
+            if detection.box.w < _MIN_FACE_PX:
+                skipped["small"] += 1
+                continue
+            region, box = _region(photo, detection.box)
+            points = landmarker.detect(region)
+            if points is None:
+                skipped["no_landmarks"] += 1
+                continue
+            faces.append(_Face(f"{entry['file']}#{index}", entry["group"], region, box, points))
+    return faces, skipped
+
+
+def _spec(rng: np.random.Generator, placement: str, wanted: Callable[[MaskSpec], bool]) -> MaskSpec:
+    for _ in range(_MAX_SPEC_TRIES):
+        spec = sample_mask_spec(rng, placement)
+        if wanted(spec):
+            return spec
+    raise DatasetError(f"the mask sampler never produced the wanted style for {placement}")
+
+
+def dress(face: _Face) -> list[tuple[str, str, np.ndarray, dict]]:
+    """(variant, truth, picture, mask description) for the bare face, every style and nose-exposed."""
+    out = [("bare", WITHOUT, face.region, {})]
+    for style, wanted in STYLES.items():
+        rng = _rng(face.key, style)
+        spec = _spec(rng, "over_nose", wanted)
+        out.append((style, WITH, render_mask(face.region, face.points, spec, rng)[0], spec.describe()))
+    for placement in NOSE_EXPOSED:
+        rng = _rng(face.key, placement)
+        spec = _spec(rng, placement, lambda s: True)
+        out.append((f"nose:{placement}", INCORRECT, render_mask(face.region, face.points, spec, rng)[0], spec.describe()))
+    return out
+
+
+def _redetect(detector: BlazeFaceDetector, image: np.ndarray, expected: Box) -> Box | None:
+    """The detector's box on this picture for the face at ``expected``, or None when it misses it."""
+    detector.reset()
+    best, best_iou = None, 0.2
+    for detection in detector.detect(image):
+        overlap = detection.box.iou(expected)
+        if overlap > best_iou:
+            best, best_iou = detection.box, overlap
+    return best
+
+
+# --------------------------------------------------------------------------- the cached sample set
+
+
+def _cache_dir(photos_dir: Path, entries: list[dict]) -> Path:
+    key = hashlib.sha256(f"{manifest_digest(entries)}:{RENDER_VERSION}:{sorted(STYLES)}:{CONDITIONS}".encode()).hexdigest()[:16]
+    return Path(photos_dir) / "cache" / key
+
+
+def _box_list(box: Box) -> list[float]:
+    return [round(box.x, 2), round(box.y, 2), round(box.w, 2), round(box.h, 2)]
+
+
+def build_cache(photos_dir: Path, assets_dir: Path = gate.assets.DEFAULT_ASSETS_DIR) -> Path:
+    """Render every face once and record the detector's box for every (render, condition)."""
+    photos_dir = Path(photos_dir)
+    entries = read_manifest(photos_dir)
+    cache = _cache_dir(photos_dir, entries)
+    index_path = cache / "index.json"
+    if index_path.is_file():
+        return cache
+    detector = BlazeFaceDetector(DetectorSettings(min_face_px=8), assets_dir=assets_dir)
+    landmarker = FaceLandmarker(gate.assets.require(gate.assets.FACE_LANDMARK, assets_dir))
+    faces, skipped = find_faces(photos_dir, entries, detector, landmarker)
+    if not faces:
+        raise DatasetError(f"no usable face in the photos of {photos_dir}")
+    (cache / "renders").mkdir(parents=True, exist_ok=True)
+    records = []
+    for number, face in enumerate(faces):
+        for variant, truth, picture, mask in dress(face):
+            name = f"{number:04d}-{variant.replace(':', '-')}.png"
+            cv2.imwrite(str(cache / "renders" / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            boxes = {}
+            for condition in CONDITIONS:
+                image, box = _condition(condition, picture, face.box, _rng(face.key, variant, condition))
+                found = _redetect(detector, image, box)
+                boxes[condition] = {"box": _box_list(found or box), "detected": found is not None}
+            records.append({"file": name, "face": face.key, "group": face.group, "variant": variant, "truth": truth,
+                            "box": _box_list(face.box), "mask": mask, "conditions": boxes})
+        log.info("rendered face %d/%d (%s)", number + 1, len(faces), face.key)
+    index_path.write_text(json.dumps({"render_version": RENDER_VERSION, "photos": len(entries), "faces": len(faces),
+                                      "skipped_faces": skipped, "renders": records}, indent=1))
+    return cache
+
+
+def load_samples(cache: Path) -> tuple[list[Sample], dict]:
+    """Every (render, condition) picture with the box the classifier crops; plus the cache's summary."""
+    index = json.loads((Path(cache) / "index.json").read_text())
+    samples = []
+    for record in index["renders"]:
+        picture = read_image_rgb(Path(cache) / "renders" / record["file"])
+        render = Render(record["face"], record["group"], half_of(record["group"]), record["variant"],
+                        record["truth"], Box(*record["box"]))
+        for condition in CONDITIONS:
+            image, _ = _condition(condition, picture, render.box, _rng(render.face, render.variant, condition))
+            found = record["conditions"][condition]
+            samples.append(Sample(render, condition, image, Box(*found["box"]), found["detected"]))
+    summary = {k: index[k] for k in ("photos", "faces", "skipped_faces")}
+    return samples, summary
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One classified picture: what it is, where it came from, and the model's verdict."""
+
+    truth: str
+    label: str
+    p_with: float
+    half: str = ""
+    variant: str = ""
+    condition: str = ""
+    face: str = ""
+
+
+def score_samples(classifier: MaskClassifier, samples: Iterable[Sample]) -> list[Scored]:
+    """Classify each picture through the gate's classifier, cropping at the detector's box."""
+    out = []
+    for s in samples:
+        result = classifier.classify(s.image, s.box)
+        out.append(Scored(s.render.truth, result.label, float(result.scores.get(WITH, 0.0)), s.render.half,
+                          s.render.variant, s.condition, s.render.face))
+    return out
+
+
+def score_folder(classifier: MaskClassifier, folder: Path, limit: int | None = None) -> list[Scored]:
+    """A folder of ready face crops with one sub-folder per class (``with_mask``, ``without_mask``, ...),
+    each image classified whole (``gate-cli test-image --assume-face``)."""
+    folder = Path(folder)
+    classes = [c for c in (WITH, WITHOUT, INCORRECT) if (folder / c).is_dir()]
+    if WITH not in classes or len(classes) < 2:
+        raise DatasetError(f"{folder}: expected sub-folders {WITH}/ and {WITHOUT}/ (and optionally {INCORRECT}/)")
+    out = []
+    for truth in classes:
+        files = sorted(p for p in (folder / truth).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
+        for path in files[:limit]:
+            try:
+                image = read_image_rgb(path)
+            except ImageError as exc:
+                log.warning("skipping %s", exc)
+                continue
+            result = classifier.classify(image, None)
+            out.append(Scored(truth, result.label, float(result.scores.get(WITH, 0.0)), face=path.name))
+    return out
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 4) if total else None
+
+
+def metrics(records: list[Scored], three_class: bool, floor: float = 0.0) -> dict:
+    """The issue's figures: a grant needs the label ``with_mask`` and P(with_mask) ≥ ``floor``.
+
+    ``false_accept``: bare or nose-exposed faces granted; ``false_reject``: correct masks refused;
+    ``three_class`` and ``nose_recall`` only for models with an ``incorrect_mask`` output.
+    """
+    granted = [r.label == WITH and r.p_with >= floor for r in records]
+    masked = [r.truth == WITH for r in records]
+    positives = sum(masked)
+    negatives = len(records) - positives
+    false_accepts = sum(g and not m for g, m in zip(granted, masked))
+    false_rejects = sum(m and not g for g, m in zip(granted, masked))
+    nose = [r for r in records if r.truth == INCORRECT]
+    bare = [r for r in records if r.truth == WITHOUT]
+    return {
+        "n": len(records), "n_masked": positives, "n_unmasked": negatives,
+        "binary": _rate(len(records) - false_accepts - false_rejects, len(records)),
+        "false_accept": _rate(false_accepts, negatives),
+        "false_reject": _rate(false_rejects, positives),
+        "three_class": _rate(sum(r.label == r.truth for r in records), len(records)) if three_class else None,
+        "nose_recall": _rate(sum(r.label == INCORRECT for r in nose), len(nose)) if three_class else None,
+        "bare_as_incorrect": _rate(sum(r.label == INCORRECT for r in bare), len(bare)) if three_class else None,
+    }
+
+
+SWEEP_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+
+
+def safe_floor(records: list[Scored], max_false_accept: float = 0.01) -> float | None:
+    """The lowest P(with_mask) floor whose false accept rate is ≤ ``max_false_accept`` (None if none is)."""
+    negatives = sorted((r.p_with for r in records if r.truth != WITH and r.label == WITH), reverse=True)
+    total = sum(r.truth != WITH for r in records)
+    if not total:
+        return None
+    allowed = int(np.floor(max_false_accept * total + 1e-9))
+    if allowed >= len(negatives):
+        return 0.0
+    # Granting needs p ≥ floor: put the floor just above the (allowed+1)-th highest false accept.
+    return float(np.nextafter(np.float32(negatives[allowed]), np.float32(2.0)))
+
+
+def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path | None = None) -> dict:
+    """Every table of the report for one model."""
+    three = INCORRECT in classifier.classes
+    records = score_samples(classifier, samples)
+    by_half = {h: [r for r in records if r.half == h] for h in HALVES}
+    floor = safe_floor(by_half["choice"])
+    result: dict = {
+        "model": str(classifier.model_path), "model_sha256": classifier.model_sha256,
+        "classes": list(classifier.classes), "contract_min_confidence": classifier.min_confidence,
+        "overall": {name: metrics(rs, three) for name, rs in
+                    (("choice", by_half["choice"]), ("report", by_half["report"]), ("all", records))},
+        "clean_vs_conditions": {
+            f"{half}_{kind}": metrics([r for r in by_half[half] if (r.condition == "clean") == (kind == "clean")], three)
+            for half in HALVES for kind in ("clean", "conditions")},
+        "per_variant": {v: {h: metrics([r for r in by_half[h] if r.variant == v], three) for h in HALVES}
+                        for v in ["bare", *STYLES, *(f"nose:{p}" for p in NOSE_EXPOSED)]},
+        "per_condition": {c: {h: metrics([r for r in by_half[h] if r.condition == c], three) for h in HALVES}
+                          for c in CONDITIONS},
+        "sweep": [{"floor": f, "choice": metrics(by_half["choice"], three, f), "report": metrics(by_half["report"], three, f)}
+                  for f in SWEEP_FLOORS],
+        "safe_floor": None if floor is None else {
+            "floor": round(floor, 4), "choice": metrics(by_half["choice"], three, floor),
+            "report": metrics(by_half["report"], three, floor)},
+        "detector_missed": {h: _rate(sum(not s.detected for s in samples if s.render.half == h),
+                                     sum(s.render.half == h for s in samples)) for h in HALVES},
+    }
+    if realmask is not None:
+        folder = score_folder(classifier, realmask)
+        result["realmask"] = {"path": str(realmask), "argmax": metrics(folder, three),
+                              "at_safe_floor": metrics(folder, three, floor) if floor is not None else None}
+    result["_records"] = records
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _acc(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _row(name: str, m: dict) -> str:
+    return (f"| {name} | {m['n']} | {_acc(m['binary'])} | {_pct(m['false_accept'])} | {_pct(m['false_reject'])} | "
+            f"{_acc(m['three_class'])} | {_acc(m['nose_recall'])} |")
+
+
+_HEADER = ("| {first} | pictures | binary | false accept | false reject | 3-class | nose-exposed recall |\n"
+           "|---|---:|---:|---:|---:|---:|---:|")
+
+
+def model_markdown(name: str, r: dict) -> str:
+    lines = [f"### {name}", "", f"`{r['model']}` (SHA-256 `{r['model_sha256'][:12]}…`), classes {', '.join(r['classes'])}.", "",
+             "Label = the model's top class (as `gate-cli test-image --assume-face` prints it).", "",
+             _HEADER.format(first="half"), *(_row(k, v) for k, v in r["overall"].items()),
+             *(_row(k.replace("_", ", "), v) for k, v in r["clean_vs_conditions"].items()), "",
+             "Per mask style / variant (report half; choice half in the JSON):", "",
+             _HEADER.format(first="variant"), *(_row(k, v["report"]) for k, v in r["per_variant"].items()), "",
+             "Per condition (report half):", "",
+             _HEADER.format(first="condition"), *(_row(k, v["report"]) for k, v in r["per_condition"].items()), "",
+             "Threshold sweep: a grant needs label `with_mask` and P(with_mask) ≥ floor.", "",
+             "| floor | choice: false accept | choice: false reject | report: false accept | report: false reject |",
+             "|---:|---:|---:|---:|---:|"]
+    for row in r["sweep"]:
+        c, p = row["choice"], row["report"]
+        lines.append(f"| {row['floor']} | {_pct(c['false_accept'])} | {_pct(c['false_reject'])} | "
+                     f"{_pct(p['false_accept'])} | {_pct(p['false_reject'])} |")
+    safe = r["safe_floor"]
+    lines.append("")
+    if safe is None:
+        lines.append("No floor: the choice half has no unmasked pictures.")
+    else:
+        lines.append(f"Lowest floor with false accept ≤ 1 % on the choice half: **{safe['floor']}** → on the held-out "
+                     f"report half false accept {_pct(safe['report']['false_accept'])}, false reject "
+                     f"{_pct(safe['report']['false_reject'])} (binary {_acc(safe['report']['binary'])}).")
+    lines.append(f"Detector missed the face (bare face's box used instead): choice {_pct(r['detector_missed']['choice'])}, "
+                 f"report {_pct(r['detector_missed']['report'])}.")
+    if "realmask" in r:
+        rm = r["realmask"]
+        lines += ["", f"Folder `{rm['path']}` (whole crops, classified as `--assume-face`):", "",
+                  _HEADER.format(first="rule"), _row("top class", rm["argmax"])]
+        if rm["at_safe_floor"] is not None:
+            lines.append(_row(f"P(with_mask) ≥ {safe['floor']}", rm["at_safe_floor"]))
+    return "\n".join(lines)
+
+
+def write_report(out_prefix: Path, results: dict[str, dict], summary: dict, command: str) -> tuple[Path, Path]:
+    """``<out_prefix>.md`` and ``<out_prefix>.json``: figures only, no pictures."""
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    clean = {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()}
+    payload = {"command": command, "photos": summary, "render_version": RENDER_VERSION,
+               "styles": list(STYLES), "nose_exposed": list(NOSE_EXPOSED), "conditions": list(CONDITIONS), "models": clean}
+    json_path = out_prefix.with_suffix(".json")
+    json_path.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    halves = summary.get("halves", {})
+    text = ["# Real-face check", "",
+            "Real, bare faces from photos shipped inside public packages (never committed, never trained on), found by the "
+            "gate's BlazeFace detector, masks rendered by `training.masks` (one per style family, plus nose-exposed), "
+            "simulated door-camera conditions, classified by `gate.classifier` at the detector's box.", "",
+            f"Reproduce: `{command}`", "",
+            f"{summary.get('photos')} photos from {len(summary.get('packages', []))} packages, {summary.get('faces')} faces, "
+            f"{summary.get('groups')} identity groups (choice {halves.get('choice', {}).get('groups')} groups / "
+            f"{halves.get('choice', {}).get('faces')} faces, report {halves.get('report', {}).get('groups')} groups / "
+            f"{halves.get('report', {}).get('faces')} faces). Each face: bare, {len(STYLES)} mask styles, "
+            f"{len(NOSE_EXPOSED)} nose-exposed placements, each under {len(CONDITIONS)} conditions ({', '.join(CONDITIONS)}).",
+            "", "Sources: " + "; ".join(f"{p['package']} ({p['licence']})" for p in summary.get("packages", [])) + ".", ""]
+    text += [model_markdown(name, r) + "\n" for name, r in clean.items()]
+    md_path = out_prefix.with_suffix(".md")
+    md_path.write_text("\n".join(text))
+    return md_path, json_path
+
+
+def contact_sheet(path: Path, samples: list[Sample], records: list[Scored], per_row: int = 12, tile: int = 80, count: int = 72) -> Path:
+    """Mistakes of the report half (then a few correct ones), as the classifier saw them, labelled.
+    Pictures of people: write it only under a git-ignored folder."""
+    pairs = [(s, r) for s, r in zip(samples, records) if r.half == "report"]
+    wrong = [p for p in pairs if (p[1].label == WITH) != (p[1].truth == WITH)]
+    right = [p for p in pairs if (p[1].label == WITH) == (p[1].truth == WITH)]
+    step = max(1, len(wrong) // count) if wrong else 1
+    chosen = (wrong[::step] + right[:: max(1, len(right) // 12)])[:count]
+    tiles = []
+    for sample, record in chosen:
+        crop = model_input(crop_face(sample.image, sample.box, 0.2), (tile, tile))
+        colour = (255, 60, 60) if (record.label == WITH) != (record.truth == WITH) else (60, 220, 60)
+        cv2.rectangle(crop, (0, 0), (tile - 1, tile - 1), colour, 2)
+        for line, text in enumerate((f"{record.variant[:12]}", f"{record.condition[:12]}", f"{record.label[:7]} {record.p_with:.2f}")):
+            cv2.putText(crop, text, (3, 11 + 10 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 0), 1, cv2.LINE_AA)
+        tiles.append(crop)
+    tiles += [np.zeros((tile, tile, 3), np.uint8)] * ((-len(tiles)) % per_row)
+    rows = [np.hstack(tiles[i : i + per_row]) for i in range(0, len(tiles), per_row)] or [np.zeros((tile, tile, 3), np.uint8)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return Path(path)
+
+
+def photo_summary(photos_dir: Path, samples: list[Sample], cache_summary: dict) -> dict:
+    entries = read_manifest(photos_dir)
+    renders = {s.render.face: s.render for s in samples}
+    packages = {e["package"]: e["licence"] for e in entries}
+    return {
+        **cache_summary,
+        "groups": len({r.group for r in renders.values()}),
+        "halves": {h: {"groups": len({r.group for r in renders.values() if r.half == h}),
+                       "faces": sum(r.half == h for r in renders.values())} for h in HALVES},
+        "packages": [{"package": k, "licence": v} for k, v in sorted(packages.items())],
+        "manifest_digest": manifest_digest(entries),
+    }
