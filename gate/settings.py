@@ -173,7 +173,7 @@ class MqttSettings(Section):
     def _remote_unlock_is_authenticated(self) -> MqttSettings:
         """Anyone who can publish on the command topic opens the door: the broker must know who they are."""
         if self.remote_unlock and not (self.tls.enabled and self.username):
-            raise ValueError("remote_unlock = true needs tls.enabled = true and a username (the broker must authenticate both ends)")
+            raise ValueError("mqtt.remote_unlock = true needs mqtt.tls.enabled = true and mqtt.username set (the broker must know who may open the door)")
         return self
 
 

@@ -278,7 +278,7 @@ def test_remote_unlock_commands(broker: Broker, make_link: Callable[..., MqttLin
 
 
 def test_remote_unlock_needs_tls_and_a_user() -> None:
-    with pytest.raises(ConfigError, match=r"mqtt: .*remote_unlock = true needs tls.enabled = true and a username"):
+    with pytest.raises(ConfigError, match=r"mqtt: .*mqtt.remote_unlock = true needs mqtt.tls.enabled = true and mqtt.username set"):
         parse_settings({"mqtt": {"remote_unlock": True, "username": "gate"}}, environ={})
     with pytest.raises(ConfigError, match="remote_unlock"):
         parse_settings({"mqtt": {"remote_unlock": True, "tls": {"enabled": True}}}, environ={})
