@@ -1,7 +1,9 @@
 """The versioned event a gate publishes for every decision: ``maskgate.event/1``.
 
 Consumers rely on two fields: ``event_id`` to de-duplicate (delivery is at-least-once) and
-``seq`` to order (it grows by one per event of a gate and survives restarts). The JSON Schema
+``seq`` to order (it grows by one per event of a gate and survives restarts). From events alone
+a consumer can tell every time the relay moved and why: ``verdict`` is ``grant`` only if the relay
+was energised, ``relay`` says what the event did to it, and ``reason`` is one of :data:`Reason`. The JSON Schema
 is committed as ``gate/event.schema.json``; regenerate it with ``python -m gate.events``.
 """
 

@@ -1,4 +1,5 @@
-"""Local JSON-lines journal of decisions: labels, scores and reasons, never images.
+"""Local JSON-lines journal of every event (camera decisions, exit button, remote commands and
+their refusals): labels, scores, reasons and what the relay did, never images.
 
 It is for the installer on site (`tail -f var/decisions.jsonl`); the durable, acknowledged
 record that reaches the building is the outbox (:mod:`gate.outbox`).
