@@ -402,6 +402,8 @@ def _write_state(settings: Settings, door: Door, state: str, last: dict[str, Any
     """The status file outside the loop (starting, model fault, stopped): `gate-cli status` never
     shows an earlier run's "ok". ``last``: the loop's last health, kept for its counters."""
     status = {**(last or {}), "gate_id": settings.gate.id, "state": state, "door": door.state, "pid": os.getpid(), **extra}
+    if state == "stopped":  # written after door.lock(): the relay is released, whatever fault was raised
+        status["door"] = "locked"
     if state != "running":
         status["camera"] = {**(status.get("camera") or {}), "state": "stopped" if state == "stopped" else "not open"}
         status["fps"] = 0.0

@@ -319,3 +319,34 @@ def test_stale_reads_are_counted_and_no_frame_comes_twice() -> None:
         status = camera.status
     assert first is not None and second is None and third is None
     assert status.stale >= 2
+
+
+def test_a_camera_that_comes_back_is_used_again_within_the_capped_backoff() -> None:
+    """Unplugged for 4 s with the default settings: the old 30 s cap retried only at 7.5 s (3.5 s late)."""
+    from gate.errors import CameraError
+
+    settings = CameraSettings(source="fake", kind="v4l2")
+    outage_s = 4.0
+    started = time.monotonic()
+
+    class Returning:
+        """Raises like an unplugged camera until ``outage_s`` has passed, then delivers frames."""
+
+        def __init__(self) -> None:
+            if time.monotonic() - started < outage_s:
+                raise CameraError("cannot open camera fake (unplugged)")
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            time.sleep(0.02)
+            return True, counter_image(1)
+
+        def release(self) -> None:
+            pass
+
+    with open_camera(settings, opener=Returning) as camera:
+        frame = camera.read(timeout=outage_s + 5.0)
+        while frame is None and time.monotonic() - started < outage_s + 5.0:
+            frame = camera.read(timeout=0.5)
+    assert frame is not None
+    late_s = time.monotonic() - started - outage_s
+    assert late_s <= settings.reconnect_max_s + 0.5 <= 5.0, f"used again {late_s:.1f} s after it came back"

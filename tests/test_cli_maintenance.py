@@ -57,3 +57,64 @@ def test_config_show_redacts_secrets(tmp_path, capsys):
     assert main(["--settings", str(settings), "config", "show"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["mqtt"]["username"] == "gate" and shown["mqtt"]["password_file"] == "***"
+
+
+def test_status_of_a_gate_that_never_ran_is_not_an_error(tmp_path, capsys):
+    settings = _settings(tmp_path, gate={"state_dir": str(tmp_path / "var")})
+    assert main(["--settings", str(settings), "status"]) == 0
+    assert capsys.readouterr().out.startswith(f"state     not running: no status in {tmp_path / 'var'}")
+
+
+def test_status_of_a_stopped_gate_says_since_when_and_that_the_door_is_locked(tmp_path, capsys):
+    state = tmp_path / "var"
+    write_status(state, {"gate_id": "front-door", "state": "stopped", "door": "locked", "stopped_at": 1_800_000_000,
+                         "stop_reason": "stopped", "camera": {"state": "stopped"}})
+    settings = _settings(tmp_path, gate={"state_dir": str(state)})
+    assert main(["--settings", str(settings), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "not running since 2027-01-1" in out and "door      locked" in out and "camera    stopped" in out
+
+
+def test_status_demo_reads_the_folder_the_demo_writes(tmp_path, capsys):
+    settings = _settings(tmp_path, gate={"state_dir": str(tmp_path / "var")})
+    write_status(tmp_path / "var" / "demo", {"gate_id": "demo-door", "state": "running", "door": "locked"})
+    assert main(["--settings", str(settings), "status", "--demo"]) == 0
+    assert "demo-door" in capsys.readouterr().out
+
+
+def test_demo_summary_compares_verdict_and_reason_of_every_decision_in_each_window(capsys):
+    from gate.cli import _print_visitors
+
+    segments = [{"start": 1.0, "end": 4.0, "labels": ["with_mask"]}, {"start": 6.0, "end": 9.0, "labels": ["without_mask"]},
+                {"start": 11.0, "end": 14.0, "labels": ["incorrect_mask"]}, {"start": 16.0, "end": 19.0, "labels": ["with_mask", "with_mask"]}]
+    right = [(2.5, "grant", "all_masked"), (7.5, "deny", "no_mask"), (12.5, "deny", "incorrect_mask"), (17.0, "grant", "all_masked")]
+    assert _print_visitors(segments, right, "all_masked") == 0
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+    # the issue's case: the bare visitor denied for the wrong reason; a late second decision; a stray one
+    wrong = [(0.2, "deny", "no_mask"), (2.5, "grant", "all_masked"), (7.5, "deny", "incorrect_mask"),
+             (12.5, "deny", "incorrect_mask"), (14.5, "grant", "all_masked"), (17.0, "grant", "all_masked")]
+    assert _print_visitors(segments, wrong, "all_masked") == 3
+    out = capsys.readouterr().out
+    assert "[MISMATCH] 0.2 s: deny (no_mask) with nobody at the door" in out
+    assert "[MISMATCH] visitor 2: expected deny (no_mask), got 7.5 s deny (incorrect_mask)" in out
+    assert "[MISMATCH] visitor 3: expected deny (incorrect_mask), got 12.5 s deny (incorrect_mask); 14.5 s grant (all_masked)" in out
+    assert "visitor 1 (with_mask): expected grant (all_masked), gate said 2.5 s grant (all_masked)  [ok]" in out
+    assert "2 of 4 visitors right; 1 stray decision(s)" in out
+    assert _print_visitors(segments[:1], [], "all_masked") == 1  # saying nothing is wrong too
+
+
+def test_demo_exits_1_when_the_gate_gets_a_visitor_wrong(tmp_path, capsys):
+    """The whole demo on a clip whose script expects a masked visitor the gate cannot see (an empty scene)."""
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for _ in range(20):
+        writer.write(np.full((240, 320, 3), 128, np.uint8))
+    writer.release()
+    clip.with_suffix(".json").write_text(json.dumps({"fps": 10, "segments": [{"start": 0.1, "end": 1.5, "labels": ["with_mask"]}]}))
+    settings = _settings(tmp_path, gate={"state_dir": str(tmp_path / "var")})
+    assert main(["--settings", str(settings), "demo", "--clip", str(clip), "--fast"]) == 1
+    out = capsys.readouterr().out
+    assert "[MISMATCH] visitor 1: expected grant (all_masked), got nothing" in out
+    assert main(["--settings", str(settings), "status", "--demo"]) == 0
+    assert "not running since" in capsys.readouterr().out
