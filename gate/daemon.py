@@ -34,7 +34,7 @@ from gate.errors import AssetError, ConfigError, MaskgateError, ModelError
 from gate.events import Event, EventDraft
 from gate.health import MetricsServer, write_status
 from gate.journal import Journal
-from gate.mqtt import MqttLink, read_password
+from gate.mqtt import SEEN_IDS_FILE, MqttLink, read_password
 from gate.notify import Notifier
 from gate.outbox import Outbox
 from gate.policy import OBSERVED_PREFIX, Decision, DecisionPolicy, FaceObservation
@@ -327,7 +327,11 @@ def serve(
     stop_reason = "stopped"
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
     with signals, Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
-        link = MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt)) if settings.mqtt.enabled else None
+        link = (
+            MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt), seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE)
+            if settings.mqtt.enabled
+            else None
+        )
 
         journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
         gate: Gate | None = None  # counts manual grants too, once it runs

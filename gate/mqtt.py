@@ -13,7 +13,9 @@ Topics, under ``<topic_prefix>/<gate_id>/``:
 Every command that arrives is handed on as a :class:`RemoteRequest`, refused or not: a retained,
 malformed, expired (or expiring more than ``command_max_ttl_s`` ahead) or repeated
 (``request_id`` already seen) one carries its refusal, so the daemon records it as an event
-instead of moving the door. A QoS-1 redelivery is a repeated id: it unlocks once.
+instead of moving the door. A QoS-1 redelivery is a repeated id: it unlocks once. The ids are
+kept until their commands expire, in ``seen_ids_path`` too (written before the door moves), so
+a restarted gate still refuses a replay.
 
 Delivery is **at-least-once**: an event leaves the outbox only when the broker's PUBACK for it
 arrives (a failed PUBACK reason, e.g. an ACL refusal, keeps it). After a reconnect every
@@ -40,6 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as paho
@@ -57,6 +60,7 @@ LOOP_TIMEOUT_S = 0.1
 POLL_OUTBOX_S = 5.0  # also look at the outbox without notify(), e.g. events recorded by another process
 STOP_FLUSH_S = 2.0
 LOGIN_REFUSALS = {134, 135, 140}  # bad user name or password, not authorized, bad authentication method
+SEEN_IDS_FILE = "remote_command_ids.json"  # in gate.state_dir
 MAX_REMEMBERED_IDS = 10_000  # request ids kept until their commands expire; the oldest go first beyond this
 
 
@@ -207,7 +211,8 @@ class MqttLink:
     """Owns one background thread that connects, publishes and drains the outbox."""
 
     def __init__(self, settings: MqttSettings, gate_id: str, outbox: Outbox, *, password: str | None = None,
-                 on_command: Callable[[RemoteRequest], None] | None = None, window: int = 10) -> None:
+                 on_command: Callable[[RemoteRequest], None] | None = None, window: int = 10,
+                 seen_ids_path: Path | None = None) -> None:
         self._settings = settings
         self._gate_id = gate_id
         self._outbox = outbox
@@ -215,7 +220,8 @@ class MqttLink:
         self._window = window
         #: Called from the MQTT thread with every command that arrives, refused or not (remote_unlock only).
         self.on_command = on_command
-        self._seen_ids: dict[str, datetime] = {}  # request id -> its expiry, in arrival order
+        self._seen_ids_path = seen_ids_path
+        self._seen_ids: dict[str, datetime] = self._load_seen_ids()  # request id -> its expiry, in arrival order
         self.topics = Topics.of(settings, gate_id)
         self._address = f"{settings.host}:{settings.port}"
         self._tls = _tls_context(settings.tls) if settings.tls.enabled else None
@@ -464,11 +470,40 @@ class MqttLink:
         self._seen_ids[command.request_id] = command.expires
         while len(self._seen_ids) > MAX_REMEMBERED_IDS:
             del self._seen_ids[next(iter(self._seen_ids))]
+        self._save_seen_ids()
         if command.expires <= now:
             return RemoteRequest(command, "expired")
         if (command.expires - now).total_seconds() > self._settings.command_max_ttl_s:
             return RemoteRequest(command, "expiry_too_far")
         return RemoteRequest(command, None)
+
+    def _load_seen_ids(self) -> dict[str, datetime]:
+        """The request ids a previous run saw whose commands have not expired yet."""
+        if self._seen_ids_path is None or not self._seen_ids_path.exists():
+            return {}
+        now = datetime.now(timezone.utc)
+        try:
+            stored = json.loads(self._seen_ids_path.read_text(encoding="utf-8"))
+            seen = {str(i): datetime.fromisoformat(e) for i, e in stored.items()}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("cannot read the remote command ids %s (%s): replays of commands sent before this start are "
+                        "stopped by their expiry only", self._seen_ids_path, exc)
+            return {}
+        return {i: e for i, e in seen.items() if e.tzinfo is not None and e >= now}
+
+    def _save_seen_ids(self) -> None:
+        """Durably, before the command goes on to the door (a power cut must not make it new again)."""
+        if self._seen_ids_path is None:
+            return
+        temporary = self._seen_ids_path.with_name(self._seen_ids_path.name + ".tmp")
+        try:
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump({i: e.isoformat() for i, e in self._seen_ids.items()}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self._seen_ids_path)
+        except OSError as exc:  # the in-memory ids still stop replays while this process lives
+            log.error("cannot write the remote command ids %s: %s", self._seen_ids_path, exc)
 
     def _publish_discovery(self, client: paho.Client) -> None:
         for topic, payload in discovery_messages(self._settings, self._gate_id):

@@ -277,6 +277,37 @@ def test_remote_unlock_commands(broker: Broker, make_link: Callable[..., MqttLin
     assert (accepted.seconds, accepted.sender) == (3, "alice")
 
 
+def test_a_restarted_gate_still_refuses_a_replayed_command(broker: Broker, tmp_path: Path, outbox: Outbox) -> None:
+    topic = f"maskgate/{GATE_ID}/command"
+    seen = tmp_path / "remote_command_ids.json"
+    payload = command("request-0001", 20, by="alice")
+    outcomes: list[list[str | None]] = []
+    with Subscriber(broker, topic, user="operator") as operator:
+        for _run in range(2):  # the same command, to a gate and then to the same gate restarted
+            requests: list[RemoteRequest] = []
+            link = MqttLink(broker.settings(tls=True, remote_unlock=True), GATE_ID, outbox, password="gate-secret",
+                            on_command=requests.append, seen_ids_path=seen)
+            link.start()
+            try:
+                wait_until(lambda: link.status.connected, what="connect")
+                time.sleep(0.3)  # the subscription
+                operator.publish(topic, payload)
+                wait_until(lambda: len(requests) == 1, what="the command")
+            finally:
+                link.stop()
+            outcomes.append([r.refusal for r in requests])
+    assert outcomes == [[None], ["replayed"]]
+    assert list(json.loads(seen.read_text())) == ["request-0001"]
+
+
+def test_unreadable_command_ids_are_a_warning_not_a_crash(tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
+    seen = tmp_path / "remote_command_ids.json"
+    seen.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="gate.mqtt"):
+        MqttLink(MqttSettings(enabled=True), GATE_ID, outbox, seen_ids_path=seen)
+    assert f"cannot read the remote command ids {seen}" in caplog.text
+
+
 def test_remote_unlock_needs_tls_and_a_user() -> None:
     with pytest.raises(ConfigError, match=r"mqtt: .*mqtt.remote_unlock = true needs mqtt.tls.enabled = true and mqtt.username set"):
         parse_settings({"mqtt": {"remote_unlock": True, "username": "gate"}}, environ={})
