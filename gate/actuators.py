@@ -157,14 +157,18 @@ class Door:
     def deny(self, *, record: Callable[[bool], None] | None = None) -> bool:
         """Release the relay at once (cancelling a running grant), then red LED and buzzer for
         ``deny_indication_s``. Returns whether the relay was energised, i.e. this deny re-locked
-        the door; ``record(relocks)`` runs first, under the door's lock."""
+        the door; ``record(relocks)`` runs first, under the door's lock (if it raises, the relay is
+        released all the same)."""
         with self._lock:
             relocks = not self._closed and bool(self._relay.value)
-            if record is not None:
-                record(relocks)
+            try:
+                if record is not None:
+                    record(relocks)
+            finally:  # a deny locks even if its record fails: a full disk must not hold the door open
+                if not self._closed:
+                    self._release()
             if self._closed:
                 return False
-            self._release()
             if relocks:
                 log.warning("deny: door locked again before the end of its grant")
             if self._fault_reason is not None:

@@ -101,7 +101,7 @@ def test_deny_releases_a_running_grant_at_once(factory: MockFactory) -> None:
         assert levels(factory, RELAY) == [False, True, False]  # the cancelled grant's timer does not fire later
 
 
-def test_grant_records_before_the_relay_moves_and_a_failed_record_keeps_it_locked(factory: MockFactory) -> None:
+def test_record_comes_before_the_relay_and_a_failed_record_leaves_the_door_locked(factory: MockFactory) -> None:
     with Door(settings(unlock_s=30), pin_factory=factory) as door:
         seen: list[tuple[str | None, bool]] = []
         assert door.grant(record=lambda refusal: seen.append((refusal, factory.pin(RELAY).state))) is True
@@ -118,6 +118,10 @@ def test_grant_records_before_the_relay_moves_and_a_failed_record_keeps_it_locke
         door.grant()
         door.deny(record=relocks.append)
         assert relocks == [True]
+        door.grant()
+        with pytest.raises(OSError):
+            door.deny(record=disk_full)
+        assert factory.pin(RELAY).state is False  # a deny locks even when its record fails
 
 
 def test_a_refused_grant_says_why(factory: MockFactory) -> None:
