@@ -105,3 +105,21 @@ def test_missing_detector_files_are_one_line_that_says_where_it_looked(installed
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert f"searched {tmp_path / 'empty-cache' / 'maskgate' / 'assets'}" in line and "gate-cli assets fetch" in line
+
+
+def test_the_packaged_contract_carries_no_absolute_path():
+    """A contract travels to other machines: no development machine's folders in it."""
+    from gate.models import default_model_path
+
+    def strings(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    contract = json.loads(default_model_path().with_suffix(".json").read_text())
+    assert [s for s in strings(contract) if s.startswith(("/", "~")) or s[1:3] == ":\\"] == []

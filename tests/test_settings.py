@@ -6,7 +6,7 @@ import pytest
 
 from gate.cli import main
 from gate.errors import ConfigError
-from gate.settings import EXIT_CONFIG, Settings, load_settings, parse_settings, redacted
+from gate.settings import EXIT_CONFIG, load_settings, parse_settings, redacted
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,7 +16,8 @@ def test_shipped_settings_file_is_valid_and_documents_the_defaults():
     defaults = parse_settings({}, environ={})
     # its one relative path is relative to the file, not to the working directory
     assert shipped.gate.state_dir == REPO / "var"
-    assert shipped.model_copy(update={"gate": shipped.gate.model_copy(update={"state_dir": Path("var")})}) == defaults
+    shipped = shipped.model_copy(update={"gate": shipped.gate.model_copy(update={"state_dir": Path("var")})})
+    assert shipped.model_dump() == defaults.model_dump()  # a dict diff names the key that drifted
 
 
 @pytest.mark.parametrize(
