@@ -15,7 +15,7 @@ from gate.errors import ConfigError, ImageError
 from gate.preprocess import DEFAULT_MAX_PIXELS, decode_image_rgb
 from gate.settings import Settings, load_settings, parse_settings
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # nothing written into the checkout
 
 
 def _encoded() -> list[bytes]:
