@@ -131,6 +131,17 @@ def ssd_anchors(input_size: int, strides: tuple[int, ...], anchors_per_layer: in
     return np.concatenate(centres).astype(np.float32)
 
 
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` resized to ``width``×``height``: halved by area averaging while it is at least twice
+    as large, then bilinear. Close to an area resize (no aliasing) at a fraction of its cost: OpenCV's
+    INTER_AREA is fast only for integer factors (6× slower than this for 640×480 → 192×144)."""
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
     """Fit ``image`` into a black ``size``×``size`` square without stretching.
 
@@ -139,8 +150,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, f
     height, width = image.shape[:2]
     scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    resized = shrink(image, new_w, new_h)
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     square = np.zeros((size, size, 3), np.uint8)
     square[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
@@ -267,8 +277,7 @@ def _square_crop(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[
 def _small_grey(image: np.ndarray) -> np.ndarray:
     """The frame at 1/MOTION_SCALE, grey: where motion is measured (cheap, and sensor noise averages out)."""
     height, width = image.shape[:2]
-    small = cv2.resize(image, (max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE)), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(shrink(image, max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE)), cv2.COLOR_RGB2GRAY)
 
 
 def _small_region(row: np.ndarray, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:

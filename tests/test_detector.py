@@ -165,8 +165,8 @@ def test_faces_at_door_distances_are_found(detector: BlazeFaceDetector, faces, m
 
 
 def test_tile_search_finds_a_masked_face_the_whole_frame_misses(faces) -> None:
-    _, with_mask, box = faces[4]
-    frame, truth = door_scene(with_mask, box, 4, 96)
+    _, with_mask, box = faces[5]
+    frame, truth = door_scene(with_mask, box, 5, 96)
     assert not found(BlazeFaceDetector(DetectorSettings(tile_search=False)).detect(frame), truth)
     assert found(BlazeFaceDetector(DetectorSettings()).detect(frame), truth)
 
@@ -334,8 +334,8 @@ def test_an_unchanged_empty_scene_is_not_searched_again() -> None:
 
 
 def test_tile_search_runs_on_the_first_changed_empty_frame_then_every_tile_every(faces) -> None:
-    _, with_mask, box = faces[4]  # the masked face only the tile search finds (test above)
-    frame, truth = door_scene(with_mask, box, 4, 96)
+    _, with_mask, box = faces[5]  # the masked face only the tile search finds (test above)
+    frame, truth = door_scene(with_mask, box, 5, 96)
     corner = 0 if truth.center[0] > FRAME_W / 2 else FRAME_W - 60  # a blinking light away from the face
 
     def blink(level: int) -> np.ndarray:
@@ -359,8 +359,8 @@ def test_reset_forgets_known_faces_and_schedules(faces) -> None:
     detector.reset()
     detector.detect(frame)
     assert runs.take()[0] == 1  # no known face: the full pass, as on the first frame
-    _, with_mask, box = faces[4]
-    masked, truth = door_scene(with_mask, box, 4, 96)
+    _, with_mask, box = faces[5]
+    masked, truth = door_scene(with_mask, box, 5, 96)
     detector.detect(door_background(8))
     assert not found(detector.detect(masked), truth)  # tile search not due
     detector.reset()
