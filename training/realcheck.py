@@ -17,9 +17,10 @@ Identity groups (one person, or one group photo) are split by a stable hash into
 half, for choosing models and setting thresholds, and a ``report`` half, held out by identity.
 These photos are for measuring only, never for training.
 
-Renders and boxes are cached under ``<photos>/cache/<digest>/`` (keyed by the photo set and
-``RENDER_VERSION``); the conditions are re-applied from seeded generators on every run, so a
-run is deterministic and re-scoring another model costs only the classifier.
+Renders and boxes are cached under ``<photos>/cache/<key>/`` (keyed by ``RENDER_VERSION``, the
+styles and the conditions; one index per photo, named by its SHA-256, so new photos render
+alone); the conditions are re-applied from seeded generators on every run, so a run is
+deterministic and re-scoring another model costs only the classifier.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import gate.assets
 from gate.classifier import MaskClassifier
 from gate.detector import BlazeFaceDetector
 from gate.errors import DatasetError, ImageError
-from gate.preprocess import crop_face, model_input, read_image_rgb
+from gate.preprocess import crop_face, model_input, read_image_rgb, square_around
 from gate.settings import DetectorSettings
 from gate.types import Box
 from training import face_variations as fv
@@ -55,6 +56,7 @@ RENDER_VERSION = 1
 _SPLIT_SALT = "maskgate-realcheck-1"
 _REGION_MARGIN = 0.75     # region side = 2.5 × the face box: room for any crop margin ≤ 0.75
 _MAX_FACE_PX = 160        # door cameras see faces of 40-200 px
+_LANDMARK_MARGIN = 0.25
 _MIN_FACE_PX = 40         # smaller faces in the photos are too coarse to render a mask on
 _MAX_SPEC_TRIES = 2000
 
@@ -197,24 +199,30 @@ def _region(photo: np.ndarray, box: Box) -> tuple[np.ndarray, Box]:
     return region, local
 
 
-def find_faces(photos_dir: Path, entries: list[dict], detector: BlazeFaceDetector, landmarker: FaceLandmarker) -> tuple[list[_Face], dict]:
-    """Every usable face of every photo: found by the gate's detector, with landmarks for the masks."""
-    faces: list[_Face] = []
-    skipped = {"small": 0, "no_landmarks": 0}
-    for entry in entries:
-        photo = read_image_rgb(Path(photos_dir) / entry["file"])
-        detector.reset()
-        for index, detection in enumerate(sorted(detector.detect(photo), key=lambda d: (d.box.x, d.box.y))):
-            if detection.box.w < _MIN_FACE_PX:
-                skipped["small"] += 1
-                continue
-            region, box = _region(photo, detection.box)
-            points = landmarker.detect(region)
-            if points is None:
-                skipped["no_landmarks"] += 1
-                continue
-            faces.append(_Face(f"{entry['file']}#{index}", entry["group"], region, box, points))
-    return faces, skipped
+def _landmarks(landmarker: FaceLandmarker, region: np.ndarray, box: Box) -> np.ndarray | None:
+    """Face-mesh points in ``region``, found on a tight square around ``box`` (the mesh model wants the
+    face to fill most of its input; on the whole region it misses about one face in five)."""
+    square = square_around(box, _LANDMARK_MARGIN)
+    points = landmarker.detect(crop_face(region, box, _LANDMARK_MARGIN))
+    return None if points is None else points + (round(square.x), round(square.y))
+
+
+def find_faces(photo: np.ndarray, name: str, group: str, detector: BlazeFaceDetector,
+               landmarker: FaceLandmarker, skipped: dict[str, int]) -> list[_Face]:
+    """Every usable face of one photo: found by the gate's detector, with landmarks for the masks."""
+    faces = []
+    detector.reset()
+    for index, detection in enumerate(sorted(detector.detect(photo), key=lambda d: (d.box.x, d.box.y))):
+        if detection.box.w < _MIN_FACE_PX:
+            skipped["small"] = skipped.get("small", 0) + 1
+            continue
+        region, box = _region(photo, detection.box)
+        points = _landmarks(landmarker, region, box)
+        if points is None:
+            skipped["no_landmarks"] = skipped.get("no_landmarks", 0) + 1
+            continue
+        faces.append(_Face(f"{name}#{index}", group, region, box, points))
+    return faces
 
 
 def _spec(rng: np.random.Generator, placement: str, wanted: Callable[[MaskSpec], bool]) -> MaskSpec:
@@ -253,8 +261,8 @@ def _redetect(detector: BlazeFaceDetector, image: np.ndarray, expected: Box) -> 
 # --------------------------------------------------------------------------- the cached sample set
 
 
-def _cache_dir(photos_dir: Path, entries: list[dict]) -> Path:
-    key = hashlib.sha256(f"{manifest_digest(entries)}:{RENDER_VERSION}:{sorted(STYLES)}:{CONDITIONS}".encode()).hexdigest()[:16]
+def _cache_root(photos_dir: Path) -> Path:
+    key = hashlib.sha256(f"{RENDER_VERSION}:{list(STYLES)}:{NOSE_EXPOSED}:{CONDITIONS}".encode()).hexdigest()[:12]
     return Path(photos_dir) / "cache" / key
 
 
@@ -262,51 +270,70 @@ def _box_list(box: Box) -> list[float]:
     return [round(box.x, 2), round(box.y, 2), round(box.w, 2), round(box.h, 2)]
 
 
+class _Renderer:
+    """Renders one photo's faces and records the detector's box for every (render, condition)."""
+
+    def __init__(self, assets_dir: Path) -> None:
+        self.detector = BlazeFaceDetector(DetectorSettings(min_face_px=8), assets_dir=assets_dir)
+        self.landmarker = FaceLandmarker(gate.assets.require(gate.assets.FACE_LANDMARK, assets_dir))
+
+    def photo(self, photos_dir: Path, entry: dict, root: Path) -> dict:
+        stem = entry["sha256"][:16]
+        skipped: dict[str, int] = {}
+        faces = find_faces(read_image_rgb(Path(photos_dir) / entry["file"]), entry["file"], entry["group"],
+                           self.detector, self.landmarker, skipped)
+        records = []
+        for face in faces:
+            for variant, truth, picture, mask in dress(face):
+                name = f"{stem}-{face.key.rsplit('#', 1)[1]}-{variant.replace(':', '-')}.png"
+                cv2.imwrite(str(root / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                boxes = {}
+                for condition in CONDITIONS:
+                    image, box = _condition(condition, picture, face.box, _rng(face.key, variant, condition))
+                    found = _redetect(self.detector, image, box)
+                    boxes[condition] = {"box": _box_list(found or box), "detected": found is not None}
+                records.append({"file": name, "face": face.key, "variant": variant, "truth": truth,
+                                "box": _box_list(face.box), "mask": mask, "conditions": boxes})
+        return {"photo": entry["file"], "sha256": entry["sha256"], "faces": len(faces), "skipped": skipped, "renders": records}
+
+
 def build_cache(photos_dir: Path, assets_dir: Path = gate.assets.DEFAULT_ASSETS_DIR) -> Path:
-    """Render every face once and record the detector's box for every (render, condition)."""
+    """Render every photo not rendered yet (one index file per photo, keyed by its SHA-256)."""
     photos_dir = Path(photos_dir)
-    entries = read_manifest(photos_dir)
-    cache = _cache_dir(photos_dir, entries)
-    index_path = cache / "index.json"
-    if index_path.is_file():
-        return cache
-    detector = BlazeFaceDetector(DetectorSettings(min_face_px=8), assets_dir=assets_dir)
-    landmarker = FaceLandmarker(gate.assets.require(gate.assets.FACE_LANDMARK, assets_dir))
-    faces, skipped = find_faces(photos_dir, entries, detector, landmarker)
-    if not faces:
-        raise DatasetError(f"no usable face in the photos of {photos_dir}")
-    (cache / "renders").mkdir(parents=True, exist_ok=True)
-    records = []
-    for number, face in enumerate(faces):
-        for variant, truth, picture, mask in dress(face):
-            name = f"{number:04d}-{variant.replace(':', '-')}.png"
-            cv2.imwrite(str(cache / "renders" / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-            boxes = {}
-            for condition in CONDITIONS:
-                image, box = _condition(condition, picture, face.box, _rng(face.key, variant, condition))
-                found = _redetect(detector, image, box)
-                boxes[condition] = {"box": _box_list(found or box), "detected": found is not None}
-            records.append({"file": name, "face": face.key, "group": face.group, "variant": variant, "truth": truth,
-                            "box": _box_list(face.box), "mask": mask, "conditions": boxes})
-        log.info("rendered face %d/%d (%s)", number + 1, len(faces), face.key)
-    index_path.write_text(json.dumps({"render_version": RENDER_VERSION, "photos": len(entries), "faces": len(faces),
-                                      "skipped_faces": skipped, "renders": records}, indent=1))
-    return cache
+    root = _cache_root(photos_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    renderer = None
+    for number, entry in enumerate(read_manifest(photos_dir)):
+        index = root / f"{entry['sha256'][:16]}.json"
+        if index.is_file():
+            continue
+        renderer = renderer or _Renderer(Path(assets_dir))
+        record = renderer.photo(photos_dir, entry, root)
+        index.write_text(json.dumps(record, indent=1))
+        log.info("rendered photo %d (%s): %d face(s)", number + 1, entry["file"], record["faces"])
+    return root
 
 
-def load_samples(cache: Path) -> tuple[list[Sample], dict]:
-    """Every (render, condition) picture with the box the classifier crops; plus the cache's summary."""
-    index = json.loads((Path(cache) / "index.json").read_text())
+def load_samples(photos_dir: Path, root: Path) -> tuple[list[Sample], dict]:
+    """Every (render, condition) picture with the box the classifier crops; plus a summary of the faces."""
     samples = []
-    for record in index["renders"]:
-        picture = read_image_rgb(Path(cache) / "renders" / record["file"])
-        render = Render(record["face"], record["group"], half_of(record["group"]), record["variant"],
-                        record["truth"], Box(*record["box"]))
-        for condition in CONDITIONS:
-            image, _ = _condition(condition, picture, render.box, _rng(render.face, render.variant, condition))
-            found = record["conditions"][condition]
-            samples.append(Sample(render, condition, image, Box(*found["box"]), found["detected"]))
-    summary = {k: index[k] for k in ("photos", "faces", "skipped_faces")}
+    summary = {"photos": 0, "faces": 0, "skipped_faces": {}}
+    for entry in read_manifest(photos_dir):
+        index = json.loads((Path(root) / f"{entry['sha256'][:16]}.json").read_text())
+        summary["photos"] += 1
+        summary["faces"] += index["faces"]
+        for reason, count in index["skipped"].items():
+            summary["skipped_faces"][reason] = summary["skipped_faces"].get(reason, 0) + count
+        for record in index["renders"]:
+            picture = read_image_rgb(Path(root) / record["file"])
+            render = Render(record["face"], entry["group"], half_of(entry["group"]), record["variant"],
+                            record["truth"], Box(*record["box"]))
+            for condition in CONDITIONS:
+                image, _ = _condition(condition, picture, render.box, _rng(render.face, render.variant, condition))
+                found = record["conditions"][condition]
+                samples.append(Sample(render, condition, image, Box(*found["box"]), found["detected"]))
+    if not samples:
+        raise DatasetError(f"no usable face in the photos of {photos_dir}")
     return samples, summary
 
 
