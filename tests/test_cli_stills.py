@@ -28,10 +28,10 @@ def _write(path: Path, image: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, object]:
-    """A one-person door photo, a different one, and a group of six (masked and bare, 110-160 px faces).
+    """A one-person door photo, a different one, and a group of six (masked and bare, 60-140 px faces: the small ones need the tiles).
 
-    The group's people are faces the detector sees clearly in a photo of their own (as the door
-    clip draws its visitors): what is tested is that a group and a batch lose none of them.
+    The group's people are faces the detector sees clearly in the same photo with nobody else in
+    it (as the door clip draws its visitors): what is tested is that a group and a batch lose none.
     """
     from gate.detector import BlazeFaceDetector
     from gate.settings import DetectorSettings
@@ -44,18 +44,21 @@ def photos(tmp_path_factory) -> dict[str, object]:
     paste(single, faces[-1].bare, faces[-1].box, face_height=140, x=250, y=120)
     other = door_background(seed=4)
     paste(other, faces[-2].placements["over_nose"], faces[-2].box, face_height=120, x=120, y=100)
-    group = cv2.resize(door_background(seed=5), (1280, 720))
+    background = cv2.resize(door_background(seed=5), (1280, 720))
+    group = background.copy()
     truth: list[Box] = []
     for face in faces[:-2]:
         if len(truth) == GROUP_SIZE:
             break
         i = len(truth)
-        picture, height = (face.bare if i % 2 else face.placements["over_nose"]), 110 + 10 * i
-        alone = door_background(seed=6)
-        paste(alone, picture, face.box, face_height=height, x=200, y=100)
+        picture, height = (face.bare if i % 2 else face.placements["over_nose"]), 60 + 16 * i
+        place = {"face_height": height, "x": 80 + (i % 3) * 400, "y": 60 + (i // 3) * 330}
+        alone = background.copy()  # the same photo with only this person in it
+        paste(alone, picture, face.box, **place)
+        detector.reset()
         seen = detector.detect_still(alone)
         if len(seen) == 1 and seen[0].score >= CLEARLY_SEEN:
-            truth.append(paste(group, picture, face.box, face_height=height, x=80 + (i % 3) * 400, y=60 + (i // 3) * 330))
+            truth.append(paste(group, picture, face.box, **place))
     assert len(truth) == GROUP_SIZE, f"only {len(truth)} synthetic faces are found on their own"
     return {
         "single": _write(folder / "single.png", single),
