@@ -43,11 +43,14 @@ def _settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
     ``required`` (run, config check): a missing file is a configuration error, never "defaults".
     """
     path: Path = args.settings or DEFAULT_SETTINGS
-    if args.settings is None and not required and not DEFAULT_SETTINGS.is_file():
-        return parse_settings({}, source="built-in defaults")
-    if not path.exists():
-        hint = "" if args.settings else " (pass --settings FILE)"
-        raise ConfigError(f"{path}: no such settings file{hint}")
+    try:
+        present = path.exists()
+    except OSError:  # e.g. a folder we may not look into: load_settings says why
+        present = True
+    if not present:
+        if args.settings is None and not required:
+            return parse_settings({}, source="built-in defaults")
+        raise ConfigError(f"{path}: no such settings file{'' if args.settings else ' (pass --settings FILE)'}")
     return load_settings(path)
 
 
@@ -365,7 +368,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     state_dir = _demo_state_dir(settings) if args.demo else settings.gate.state_dir
     try:
-        print(format_status(read_status(state_dir), state_dir))
+        print(format_status(read_status(state_dir), state_dir.absolute()))
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
