@@ -20,7 +20,7 @@ from gate.models import default_model_path
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = default_model_path()
-pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.exists(), reason="the shipped model is not in models/")
+pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.exists(), reason="the packaged model is not in gate/models/")
 UNSEEN_SEED = 90210
 
 
