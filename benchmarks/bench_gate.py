@@ -12,8 +12,10 @@ visit is a new visitor for the policy); masks alternate between visits.
 Two passes per clip, after a warm-up:
 
 * *stages*: frames decoded with ``cv2.VideoCapture`` in the main thread (the capture thread's work:
-  read + BGR→RGB), then detect, classify and policy, each timed per frame. ``total`` = the sum,
-  and end-to-end fps = 1 / median(total) over the frames with faces;
+  read + BGR→RGB), then detect, classify and policy, each timed per frame in CPU time of the
+  thread (``time.thread_time``: LiteRT runs on the calling thread with 1 thread), so time the
+  shared machine's other jobs take from us does not count. ``total`` = the sum, and end-to-end
+  fps = 1 / median(total) over the frames with faces;
 * *streaming*: the daemon's way, ``gate.camera.open_camera(realtime=False)`` (capture thread,
   lossless) → detect → classify → policy; its wall-clock fps includes the capture thread competing
   for the same core.
@@ -25,8 +27,9 @@ does not. It starts at the first frame of a visit (faces appear at once, at door
 
 Pi 4 estimate: MACs of each model (``count_macs`` of bench_alternative) at an assumed sustained
 single-core XNNPACK rate of a Cortex-A72 (see ``PI4_*`` below); each stage's measured time here is
-scaled by its models' ratio (Pi estimate ÷ measured invoke time here). Writes
-benchmarks/results/gate.md and gate.json.
+scaled by its models' ratio (Pi estimate ÷ measured invoke time here); Pi 4 fps is given as
+1 / median and as the sustained rate (frames with faces ÷ their summed time), the goals use the
+latter. Writes benchmarks/results/gate.md and gate.json.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ MATCH_IOU = 0.3
 
 GOAL_FPS = 100.0
 GOAL_DECISION_MS = 300.0
+GOAL_PI4_FPS = {"1 face": 30.0, "4 faces": 15.0}
 
 #: Raspberry Pi 4 (Cortex-A72 @ 1.5 GHz, one core, NEON), sustained XNNPACK throughput, ESTIMATES:
 #: fp32: FP32 MobileNet v1 1.0/224 (569 M MACs) in 312 ms on one Pi 4 core with XNNPACK's
@@ -228,6 +232,7 @@ def warm_up(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier)
 
 def stages_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier, runs: Counter) -> list[FrameRecord]:
     """Decode in the main thread, then each stage timed on its own: no other thread on the core."""
+    detector.reset()  # a new clip: nothing known from the one before
     policy = DecisionPolicy(PolicySettings(), classifier.min_confidence)
     capture = cv2.VideoCapture(str(clip.path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
@@ -235,22 +240,22 @@ def stages_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassif
     records = []
     try:
         for index in range(clip.frames):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             image = _read_rgb(capture)
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             if image is None:
                 raise MaskgateError(f"{clip.path}: frame {index} could not be decoded")
             before = Counter(runs)
             faces = detector.detect(image)
-            t2 = time.perf_counter()
+            t2 = time.thread_time()
             observations, face_ms = [], []
             for face in faces:
-                started = time.perf_counter()
+                started = time.thread_time()
                 observations.append(FaceObservation(face, classifier.classify(image, face.box)))
-                face_ms.append(1000 * (time.perf_counter() - started))
-            t3 = time.perf_counter()
+                face_ms.append(1000 * (time.thread_time() - started))
+            t3 = time.thread_time()
             policy.update(index / FPS, observations)
-            t4 = time.perf_counter()
+            t4 = time.thread_time()
             visit = clip.visit_at(index)
             truth = visit.boxes if visit else ()
             hits = [max(observations, key=lambda o: o.detection.box.iou(b), default=None) for b in truth]
@@ -266,6 +271,7 @@ def stages_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassif
 
 def streaming_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier) -> dict[str, Any]:
     """The daemon's flow: open_camera's capture thread (lossless file mode) feeding the same stages."""
+    detector.reset()
     policy = DecisionPolicy(PolicySettings(), classifier.min_confidence)
     settings = CameraSettings(source=str(clip.path), realtime=False, fps=FPS)
     waits, frames = [], 0
@@ -462,6 +468,10 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _outcome(decision: dict[str, Any]) -> str:
+    return f"{decision['verdict']} ({decision['reason']})" if decision.get("verdict") else "–"
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, clips, costs = report["machine"], report["clips"], report["models"]
     names = list(clips)
@@ -480,7 +490,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Clips: {FRAME_W}×{FRAME_H} mp4v at {FPS} fps, {VISITS} visits of {VISIT_FRAMES} frames each after {EMPTY_FRAMES} empty frames; "
         "synthetic GAN faces (tests/door_scenes) pasted into a door scene. Detector `DetectorSettings()` defaults, 1 thread; "
-        f"classifier 1 thread; `PolicySettings()` defaults. Warm-up {WARMUP_FRAMES} frames, then every frame of the clip is measured.",
+        f"classifier 1 thread; `PolicySettings()` defaults. Warm-up {WARMUP_FRAMES} frames, then every frame of the clip is measured. "
+        "Stage times are CPU time of the main thread (`time.thread_time`), not wall time: preemption by the machine's other jobs is not counted; "
+        "the wall-clock fps through open_camera below is.",
         "",
         "## Per stage, ms: median / p90",
         "",
@@ -529,18 +541,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"previous one is processed; latency = frame of the decision − first frame, in time at {FPS} fps, + the processing time "
         "of the deciding frame (its measured total). Pi 4 column: the same replay with the estimated Pi 4 per-frame times. "
         "Faces found / true label: share of the visit's face-frames in which each face was detected / detected and given its true label "
-        "(a decision needs every present face settled for `consistent_frames` frames in a row).",
+        "(a decision needs every present face read from its decayed evidence, or `decide_within_s` passed: reason `undecided`).",
         "",
-        "| clip | visit | labels | faces found | true label | expected | verdict | frames after appearance | latency ms here | latency ms Pi 4 (est.) |",
-        "|---|---:|---|---:|---:|---|---|---:|---:|---:|",
+        "| clip | visit | labels | faces found | true label | expected | verdict (reason) | frames after appearance | latency ms here | latency ms Pi 4 (est.) | Pi 4 verdict (reason) |",
+        "|---|---:|---|---:|---:|---|---|---:|---:|---:|---|",
     ]
     for n in names:
         for here, pi in zip(clips[n]["decisions"], clips[n]["pi4"]["decisions"]):
             latency = lambda d: f"{d['latency_ms']:.0f}" if d["latency_ms"] is not None else "no decision"  # noqa: E731
             lines.append(
                 f"| {n} | {here['visit']} | {', '.join(here['labels'])} | {here['found_percent']:.0f} % | {here['true_label_percent']:.0f} % "
-                f"| {here['expected']} | {here.get('verdict', '–')} "
-                f"| {here.get('frames_after_appearance', '–')} | {latency(here)} | {latency(pi)} |"
+                f"| {here['expected']} | {_outcome(here)} "
+                f"| {here.get('frames_after_appearance', '–')} | {latency(here)} | {latency(pi)} | {_outcome(pi)} |"
             )
     goals = report["goals"]
     decision = goals["decision"]
@@ -552,10 +564,12 @@ def markdown(report: dict[str, Any]) -> str:
         f" (wall-clock through open_camera: {goals['fps']['wall_clock']:.1f} fps over the whole clip, empty frames included)",
         f"- decision within {GOAL_DECISION_MS:.0f} ms of a face appearing at {FPS} fps: worst {_ms(decision['worst_ms'])}, median "
         f"{_ms(decision['median_ms'])} over the {decision['decided_visits']} visits that got a decision → **{_verdict(decision['pass'])}**",
-        f"- visits without any decision: {decision['visits'] - decision['decided_visits']} of {decision['visits']} "
-        "(a detection or classification miss, not latency: see faces found / true label above)",
-        f"- Pi 4 estimate (not measured): {goals['pi4']['fps_one_face']:.1f} fps for one face; worst decision {_ms(goals['pi4']['worst_decision_ms'])} "
-        f"over the {goals['pi4']['decided_visits']} visits decided in the Pi 4 replay",
+        f"- visits without a decision or decided `undecided`: {decision['undecided_visits']} of {decision['visits']} → "
+        f"**{_verdict(decision['undecided_visits'] == 0)}**; verdicts other than expected: {decision['wrong_verdicts']}",
+        f"- Pi 4 estimate (not measured; sustained rate = frames with faces ÷ their summed estimated time): "
+        f"{goals['pi4']['fps_one_face']:.1f} fps for one face (goal ≥ {GOAL_PI4_FPS['1 face']:.0f}) → **{_verdict(goals['pi4']['pass_one_face'])}**, "
+        f"{goals['pi4']['fps_four_faces']:.1f} fps for four (goal ≥ {GOAL_PI4_FPS['4 faces']:.0f}) → **{_verdict(goals['pi4']['pass_four_faces'])}**; "
+        f"worst decision {_ms(goals['pi4']['worst_decision_ms'])} over the {goals['pi4']['decided_visits']} visits decided in the Pi 4 replay",
         "",
         "## Model cost: MACs, and the Raspberry Pi 4 estimate",
         "",
@@ -582,12 +596,23 @@ def markdown(report: dict[str, Any]) -> str:
         "policy (no MACs) take the detection factor (plain CPU code assumed to slow down like the detector). A Pi camera via "
         "picamera2 delivers RGB without decoding, so capture/decode there is lighter than this mp4 decode.",
         "",
-        "| clip | factor detect | factor classify | Pi 4 total per frame with faces, ms median / p90 (est.) | Pi 4 fps (est.) |",
-        "|---|---:|---:|---:|---:|",
+        "| clip | factor detect | factor classify | Pi 4 total per frame with faces, ms median / p90 (est.) | Pi 4 fps: 1 / median (est.) | Pi 4 fps sustained: frames ÷ Σ time (est.) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for n in names:
         pi = clips[n]["pi4"]
-        lines.append(f"| {n} | {pi['factors']['detect']:.1f}× | {pi['factors']['classify']:.1f}× | {_cell(pi['total_with_faces'])} | {pi['fps_with_faces']:.1f} |")
+        lines.append(f"| {n} | {pi['factors']['detect']:.1f}× | {pi['factors']['classify']:.1f}× | {_cell(pi['total_with_faces'])} "
+                     f"| {pi['fps_with_faces']:.1f} | {pi['fps_sustained']:.1f} |")
+    lines += [
+        "",
+        "Why a still face is cheap: the detector keeps a known face without any model run while its region does not change "
+        "(motion on a 1/4-size grey frame), so a visitor waiting at the door costs a classification per frame, and the "
+        "detector's models run when people move (a short-range run per moving face, the full-range pass when something "
+        "moves away from the known faces, at least every `full_scan_every` frames). The synthetic visitors here sway ±3 px; "
+        "real people moving more cost more (up to one short-range run per face per frame). One core only: the Pi 4's other "
+        "three are left to the camera, the OS and the outbox; LiteRT threads (`detector.threads`, `classifier.threads`) could "
+        "use them and are not counted here.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -658,15 +683,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     })
     for name, (clip, records) in measured.items():
         factors, per_frame = pi4_estimate(records, report["models"])
-        with_faces = stats([ms for ms, r in zip(per_frame, records) if r.present])
+        face_frames = [ms for ms, r in zip(per_frame, records) if r.present]
+        with_faces = stats(face_frames)
         report["clips"][name]["pi4"] = {
             "factors": factors,
             "total_with_faces": with_faces,
             "fps_with_faces": 1000 / with_faces["median_ms"],
+            "fps_sustained": 1000 * len(face_frames) / sum(face_frames),
             "decisions": simulate_decisions(clip, records, per_frame, classifier.min_confidence),
         }
 
-    one_face = report["clips"]["1 face"]
+    one_face, four_faces = report["clips"]["1 face"], report["clips"]["4 faces"]
     decisions = [d for clip in report["clips"].values() for d in clip["decisions"]]
     pi_decisions = [d for clip in report["clips"].values() for d in clip["pi4"]["decisions"]]
     decided = [d["latency_ms"] for d in decisions if d["latency_ms"] is not None]
@@ -676,9 +703,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "goal": GOAL_FPS, "pass": one_face["with_faces"]["fps_end_to_end"] >= GOAL_FPS},
         "decision": {"worst_ms": max(decided, default=None), "median_ms": float(np.median(decided)) if decided else None,
                      "decided_visits": len(decided), "visits": len(decisions), "goal_ms": GOAL_DECISION_MS,
-                     "pass": bool(decided) and max(decided) <= GOAL_DECISION_MS},
-        "pi4": {"fps_one_face": one_face["pi4"]["fps_with_faces"], "worst_decision_ms": max(pi_decided, default=None),
-                "decided_visits": len(pi_decided)},
+                     "pass": bool(decided) and max(decided) <= GOAL_DECISION_MS,
+                     "undecided_visits": sum(d["latency_ms"] is None or d["reason"] == "undecided" for d in decisions),
+                     "wrong_verdicts": sum(d["latency_ms"] is not None and d["verdict"] != d["expected"] for d in decisions)},
+        "pi4": {"fps_one_face": one_face["pi4"]["fps_sustained"], "fps_four_faces": four_faces["pi4"]["fps_sustained"],
+                "pass_one_face": one_face["pi4"]["fps_sustained"] >= GOAL_PI4_FPS["1 face"],
+                "pass_four_faces": four_faces["pi4"]["fps_sustained"] >= GOAL_PI4_FPS["4 faces"],
+                "worst_decision_ms": max(pi_decided, default=None), "decided_visits": len(pi_decided)},
     }
     return report
 

@@ -22,17 +22,18 @@ How a decision comes about
   One flickering frame pulls the average down by a bounded amount that the next frames win
   back, instead of restarting a streak; a face whose label alternates never reaches the mask
   bar, so it never opens the door.
-* **Groups.** A decision covers every present track, and waits until each one is *ready*: it
-  reads a label, or it has been present for ``decide_within_s`` without one, in which case it
-  counts as not masked (fail secure) and the decision's reason says ``undecided`` if nothing
-  worse was seen. So a masked pair makes one grant, a mixed pair one deny, whoever settles
-  first.
-* **One decision per visitor.** A decision is taken when every present track is ready and at
-  least one is *due*: never decided, or its label crossed the mask line since it was decided
-  (a visitor who pulls the mask up after a deny gets a grant; pulling it down after a grant
-  gets a deny). A visitor who stays is never re-decided otherwise, however long they stay; one
-  who leaves (track forgotten) and comes back is a new visitor, and so is a newcomer joining
-  someone already decided: the new decision covers both.
+* **Groups.** A decision covers every present track. It is taken once no face still being read
+  could change it: a grant waits until every face reads masked; a deny comes as soon as it is
+  certain, reason included (``all_masked``: one face read without a mask is enough; one read
+  ``incorrect_mask`` waits for the others, who might be bare). A face not read within
+  ``decide_within_s`` counts as not masked (fail secure; reason ``undecided`` if nothing worse
+  was seen). So a masked pair makes one grant and a mixed pair one deny, whoever is read first.
+* **One decision per visitor.** Once a decision covered a track, that track makes no new one
+  while the outcome stays the same, however long the visitor stays. A new decision about
+  everyone present comes when a newcomer appears (including a visitor who left, was forgotten
+  after ``track_max_age_s``, and came back), or when the outcome changes: a visitor who pulls the
+  mask up after a deny gets a grant, pulling it down after a grant gets a deny, and a masked
+  visitor denied because of a bare companion is let in once the companion has left.
 
 Rules and reasons (``Decision.reason``)
 ---------------------------------------
@@ -98,7 +99,7 @@ class _Track:
     masked: float = 0.0  # Σ decayed weight × P(with_mask)
     incorrect: float = 0.0  # Σ decayed weight × P(incorrect_mask)
     label: str | None = None  # the latest label the evidence read (kept while it is inconclusive)
-    decided_label: str | None = None  # the label the last decision used (UNDECIDED included)
+    opened: bool | None = None  # whether the last decision covering this track opened the door (None: none did)
 
 
 def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: float) -> dict[int, int]:
@@ -123,12 +124,13 @@ def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: f
     return matched
 
 
-def _masked(label: str | None) -> bool:
-    return label == WITH_MASK
+def _opens(reason: str) -> bool:
+    """Whether a decision with this reason opens the door (or, observing, would have)."""
+    return reason.removeprefix(OBSERVED_PREFIX) in ("all_masked", "any_masked")
 
 
 def _verdict(rule: str, labels: list[str]) -> tuple[Literal["grant", "deny"], str]:
-    masked = [_masked(label) for label in labels]
+    masked = [label == WITH_MASK for label in labels]
     if rule == "any_masked" and any(masked):
         return "grant", "any_masked"
     if rule in ("all_masked", "observe") and all(masked):
@@ -185,9 +187,7 @@ class DecisionPolicy:
         """The label the track brings to a decision now, or None while it may still be read."""
         if track.label is not None:
             return track.label
-        if track.decided_label is not None or now - track.first_seen >= self._settings.decide_within_s:
-            return track.decided_label or UNDECIDED
-        return None
+        return UNDECIDED if now - track.first_seen >= self._settings.decide_within_s else None
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
@@ -202,20 +202,24 @@ class DecisionPolicy:
                 tracks.append(self._observe(fresh, now, obs))
         self._tracks = tracks
 
+        if not tracks:
+            return None
         readings = [self._reading(t, now) for t in tracks]
-        if not tracks or any(r is None for r in readings):
+        # Decided once no face still to be read can change the outcome (reason included).
+        outcome = _verdict(self._settings.rule, [r or WITHOUT_MASK for r in readings])
+        if outcome != _verdict(self._settings.rule, [r or WITH_MASK for r in readings]):
             return None
-        due = [t for t, r in zip(tracks, readings) if t.decided_label is None or _masked(r) != _masked(t.decided_label)]
-        if not due:
-            return None
-        labels = [r for r in readings if r is not None]
-        verdict, reason = _verdict(self._settings.rule, labels)
-        self._tracks = [replace(t, decided_label=r) for t, r in zip(tracks, labels)]
+        verdict, reason = outcome
+        opens = _opens(reason)
+        newcomers = [t for t in tracks if t.opened is None]
+        if not newcomers and all(t.opened == opens for t in tracks):
+            return None  # the same people, the same outcome: already decided
+        self._tracks = [replace(t, opened=opens) for t in tracks]
         return Decision(
             verdict=verdict,
             reason=reason,
             faces=tuple(t.latest for t in tracks),
             track_ids=tuple(t.id for t in tracks),
             at=now,
-            first_seen=min(t.first_seen for t in due),  # latency is the newcomers', not a lingering track's
+            first_seen=min(t.first_seen for t in newcomers or tracks),  # latency is the newcomers', not a lingering track's
         )

@@ -89,6 +89,15 @@ CASES = {
     "mixed pair, masked face read first: one deny, not a grant first": (
         frames(0, 4, (LEFT, M, SURE), (RIGHT, W, UNSURE)) + frames(4, 60, (LEFT, M, SURE), (RIGHT, W, SURE)),
         {}, [(4, "deny", "no_mask", (1, 2))]),
+    "mixed pair, bare face read first: deny at once, no second decision when the other is read": (
+        frames(0, 6, (LEFT, M, UNSURE), (RIGHT, W, SURE)) + frames(6, 30, (LEFT, M, SURE), (RIGHT, W, SURE)),
+        {}, [(2, "deny", "no_mask", (1, 2))]),
+    "an incorrect mask waits for the others (they might be bare)": (
+        frames(0, 6, (LEFT, I, SURE), (RIGHT, W, UNSURE)) + frames(6, 30, (LEFT, I, SURE), (RIGHT, W, SURE)),
+        {}, [(6, "deny", "no_mask", (1, 2))]),
+    "a bare companion leaves: the masked visitor is let in": (
+        frames(0, 30, (LEFT, M, SURE), (RIGHT, W, SURE)) + frames(30, 40, (LEFT, M, SURE)),
+        {}, [(2, "deny", "no_mask", (1, 2)), (60, "grant", "all_masked", (1,))]),
     "no mask outranks incorrect mask": (
         frames(0, 5, (LEFT, I, SURE), (RIGHT, W, SURE)), {}, [(2, "deny", "no_mask", (1, 2))]),
     "an unreadable second face: deny as undecided after decide_within_s": (
