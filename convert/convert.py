@@ -243,12 +243,17 @@ def _training_data(run: TrainingRun) -> dict[str, Any]:
 
 
 def build_contract(
-    run: TrainingRun, preset: Preset, model_path: Path, parity: ParityReport | None, min_confidence: float
+    run: TrainingRun, preset: Preset, model_path: Path, parity: ParityReport | None, min_confidence: float,
+    threshold_note: str | None = None,
 ) -> ModelContract:
     height, width = run.input_size
     metrics: dict[str, Any] = {"training": run.metrics}
     if parity is not None:
         metrics["test"] = parity.to_dict()
+    if run.config.get("real_val"):
+        metrics["real_val_keras"] = run.config["real_val"]
+    if threshold_note:
+        metrics["threshold"] = {"min_confidence": min_confidence, "chosen_on": threshold_note}
     return ModelContract(
         model_sha256=file_sha256(model_path),
         input=InputSpec(height=height, width=width, pixel_range=run.pixel_range, crop_margin=run.crop_margin),
@@ -299,8 +304,14 @@ def convert_run(
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     max_drop: float = 0.5,
     min_agreement: float = 0.99,
+    min_confidence: float | None = None,
+    threshold_note: str | None = None,
 ) -> ConversionResult:
     """Convert a training run, check parity on its whole test split, write model + contract.
+
+    ``min_confidence`` sets the contract's threshold (e.g. the with_mask floor chosen on the real-face
+    check for a false-accept target, described by ``threshold_note``); without it the threshold is
+    tuned on the validation split.
 
     Raises :class:`convert.parity.ParityError` (nothing installed at ``out_path``) when the
     converted model loses more than ``max_drop`` accuracy points or agrees with Keras on fewer
@@ -327,8 +338,9 @@ def convert_run(
         report_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         if not report.passed:
             raise ParityError(report, out_path)
-        threshold = _tune_min_confidence(run, staged, test_probabilities, test_labels)
-        contract = build_contract(run, preset, staged, report, threshold)
+        threshold = (min_confidence if min_confidence is not None
+                     else _tune_min_confidence(run, staged, test_probabilities, test_labels))
+        contract = build_contract(run, preset, staged, report, threshold, threshold_note)
         write_contract(staged, contract)
         contract_path(staged).replace(contract_path(out_path))
         staged.replace(out_path)

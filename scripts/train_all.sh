@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Train the three reference models one after another (2 CPU cores: never in parallel):
-#   runs/compact-3c  compact, with_mask / without_mask / incorrect_mask  (the Pi model)
+# Train the reference models one after another (2 CPU cores: never in parallel):
+#   runs/real-3c     compact, 3 classes, synthetic + real photos (the shipped model; needs --real)
+#   runs/compact-3c  compact, with_mask / without_mask / incorrect_mask, synthetic only
 #   runs/compact-2c  compact, with_mask / without_mask
 #   runs/seed-2c     the original network at 224 px (baseline; slow: minutes per epoch on 2 cores)
-# Each run logs to runs/<name>.log; a finished run (run.json present) is skipped, so the script resumes.
+# Each run logs to runs/<name>.log; a finished run (run.json present) is skipped, and an interrupted
+# one continues from its last finished epoch (progress.json + last.keras), so the script resumes.
 #
-#   scripts/train_all.sh [--data DIR] [--runs DIR] [--compact-epochs N] [--seed-epochs N]
-#                        [--only compact-3c,compact-2c,seed-2c] [--build] [--background]
+#   scripts/train_all.sh [--data DIR] [--real DIR] [--runs DIR] [--compact-epochs N] [--seed-epochs N]
+#                        [--only real-3c,compact-3c,compact-2c,seed-2c] [--build] [--background]
+#   --real DIR    realmask-style folder of real photos (train/ and val/ per class, manifest.csv with groups):
+#                 real-3c renders masks on its bare train faces (data/mix-3c) and trains on its photos too
 #   --build       build the dataset first when DIR does not exist (2000 images per class, ~15 min)
 #   --background  detach (nohup) and return at once; follow runs/train_all.log
 set -euo pipefail
@@ -15,20 +19,22 @@ cd "$(dirname "$0")/.."
 DATA=data/facemask-3c
 RUNS=runs
 COMPACT_EPOCHS=  # default: 45 (3 classes) / 90 (2 classes), the reference runs
-SEED_EPOCHS=30
-ONLY=compact-3c,compact-2c,seed-2c
+SEED_EPOCHS=100
+REAL=
+ONLY=real-3c,compact-3c,compact-2c,seed-2c
 BUILD=0
 BACKGROUND=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --data) DATA=$2; shift 2 ;;
+    --real) REAL=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --compact-epochs) COMPACT_EPOCHS=$2; shift 2 ;;
     --seed-epochs) SEED_EPOCHS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --build) BUILD=1; shift ;;
     --background) BACKGROUND=1; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +43,7 @@ mkdir -p "$RUNS"
 if [[ $BACKGROUND == 1 ]]; then
   args=(--data "$DATA" --runs "$RUNS" --compact-epochs "$COMPACT_EPOCHS" --seed-epochs "$SEED_EPOCHS" --only "$ONLY")
   [[ $BUILD == 1 ]] && args+=(--build)
+  [[ -n $REAL ]] && args+=(--real "$REAL")
   nohup "$0" "${args[@]}" > "$RUNS/train_all.log" 2>&1 &
   echo "training in the background (pid $!); follow $RUNS/train_all.log"
   exit 0
@@ -55,16 +62,17 @@ if [[ ! -d $DATA ]]; then
   fi
 fi
 
-train() {  # name, then maskgate-train train arguments
-  local name=$1; shift
+train() {  # name, dataset, then maskgate-train train arguments
+  local name=$1 data=$2; shift 2
   [[ ",$ONLY," == *",$name,"* ]] || return 0
   if [[ -f $RUNS/$name/run.json ]]; then
     echo "$(date -Is) $name already trained ($RUNS/$name/run.json), skipping"
     return 0
   fi
-  echo "$(date -Is) training $name → $RUNS/$name (log $RUNS/$name.log)"
-  # --overwrite: an interrupted run has no run.json yet and is simply restarted.
-  if "${TRAIN[@]}" train --dataset "$DATA" --out "$RUNS/$name" --overwrite "$@" > "$RUNS/$name.log" 2>&1; then
+  local again=(--overwrite)
+  [[ -f $RUNS/$name/progress.json && -f $RUNS/$name/last.keras ]] && again=(--resume)
+  echo "$(date -Is) training $name → $RUNS/$name (log $RUNS/$name.log) ${again[*]}"
+  if "${TRAIN[@]}" train --dataset "$data" --out "$RUNS/$name" "${again[@]}" "$@" >> "$RUNS/$name.log" 2>&1; then
     echo "$(date -Is) $name done: $(grep -m1 'test accuracy' "$RUNS/$name.log" | sed 's/.*INFO //')"
   else
     echo "$(date -Is) $name FAILED, see $RUNS/$name.log" >&2
@@ -74,7 +82,21 @@ train() {  # name, then maskgate-train train arguments
 # Compact learns slowly under the full augmentation: many epochs, early stopping after 12 flat ones.
 # The reference runs quoted in the README: 3 classes stopped improving after ~40 epochs; 2 classes
 # kept improving past 45 and needs the longer schedule to reach its best.
-train compact-3c --preset compact --classes 3 --epochs "${COMPACT_EPOCHS:-45}" --patience 12
-train compact-2c --preset compact --classes 2 --epochs "${COMPACT_EPOCHS:-90}" --patience 15
-train seed-2c --preset seed --classes 2 --epochs "$SEED_EPOCHS" --patience 0
+# The shipped model: synthetic faces + masks rendered on realmask's bare *train* faces (split by their
+# duplicate group) + realmask's photos themselves; realmask/val only validates. See models/MODEL_CARD.md.
+if [[ ",$ONLY," == *",real-3c,"* && -n $REAL ]]; then
+  if [[ ! -f data/mix-3c/summary.json ]]; then
+    echo "$(date -Is) building data/mix-3c (masks on $REAL/train/without_mask + GAN faces)"
+    "${TRAIN[@]}" build-dataset --out data/mix-3c --per-class 3000 --classes 3 --overwrite \
+      --own-faces "$REAL/train/without_mask" --own-faces-groups "$REAL/manifest.csv" > "$RUNS/build-mix-3c.log" 2>&1
+  fi
+  train real-3c data/mix-3c --preset compact --classes 3 --input-size 96 --epochs "${COMPACT_EPOCHS:-24}" --patience 0 \
+    --augment real --real "$REAL" --train-per-class 1500 --val-per-class 750 --test-per-class 740
+elif [[ ",$ONLY," == *",real-3c,"* ]]; then
+  echo "$(date -Is) real-3c skipped: give the real photos with --real DIR"
+fi
+train compact-3c "$DATA" --preset compact --classes 3 --epochs "${COMPACT_EPOCHS:-45}" --patience 12
+train compact-2c "$DATA" --preset compact --classes 2 --epochs "${COMPACT_EPOCHS:-90}" --patience 15
+# The original design's schedule (100 epochs); hours on 2 cores, so it resumes over several sittings.
+train seed-2c "$DATA" --preset seed --classes 2 --epochs "$SEED_EPOCHS" --patience 0
 echo "$(date -Is) all done"

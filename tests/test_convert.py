@@ -102,6 +102,18 @@ def test_cli_converts_and_prints_a_summary(tiny_run: TinyRun, tmp_path: Path, ca
     assert out.exists() and contract_path(out).exists() and parity_path(out).exists()
 
 
+def test_cli_writes_the_chosen_threshold_and_where_it_came_from(tiny_run: TinyRun, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "floor" / "model.tflite"
+    status = main([str(tiny_run.run_dir), "--preset", "float32", "--out", str(out), "--min-confidence", "0.87",
+                   "--threshold-note", "real-face check, choice half: false accept <= 1 %"])
+    assert status == 0 and "min_confidence 0.87" in capsys.readouterr().out
+    contract = read_contract(out)
+    assert contract.thresholds.min_confidence == 0.87
+    assert contract.metrics["threshold"]["chosen_on"].startswith("real-face check")
+    with pytest.raises(SystemExit):
+        main([str(tiny_run.run_dir), "--out", str(out), "--min-confidence", "1.5"])
+
+
 def test_cli_all_presets_names_each_model_and_reports_json(tiny_run: TinyRun, tmp_path: Path, capsys) -> None:
     status = main([str(tiny_run.run_dir), "--all-presets", str(tmp_path), "--calibration-size", "30", "--json"])
     assert status == 0

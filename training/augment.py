@@ -34,7 +34,11 @@ NAME_PREFIX = "augment_"
 
 
 class RandomJpegQuality(keras.layers.Layer):
-    """Re-encode a random share of the images as JPEG at a random quality (training only)."""
+    """Re-encode a random share of the batches as JPEG at a random quality per image (training only).
+
+    The coin is tossed per batch, not per image: encoding is the dearest step of the pipeline, and
+    a skipped batch then costs nothing.
+    """
 
     def __init__(self, probability: float = 0.5, min_quality: int = 25, max_quality: int = 95,
                  seed: int | None = None, **kwargs):
@@ -46,17 +50,15 @@ class RandomJpegQuality(keras.layers.Layer):
 
     def _one(self, image: tf.Tensor) -> tf.Tensor:
         unit = tf.clip_by_value(image / 255.0, 0.0, 1.0)
-        degraded = tf.image.random_jpeg_quality(unit, self.min_quality, self.max_quality, seed=self.seed)
-        apply = tf.random.uniform([], seed=self.seed) < self.probability
-        return tf.where(apply, degraded * 255.0, image)
+        return tf.image.random_jpeg_quality(unit, self.min_quality, self.max_quality, seed=self.seed) * 255.0
 
     def call(self, images, training=None):
         if not training:
             return images
         images = tf.convert_to_tensor(images, tf.float32)
-        if images.shape.rank == 3:
-            return self._one(images)
-        return tf.map_fn(self._one, images)
+        degrade = (lambda: self._one(images)) if images.shape.rank == 3 else (lambda: tf.map_fn(self._one, images))
+        apply = tf.random.uniform([], seed=self.seed) < self.probability
+        return tf.cond(apply, degrade, lambda: images)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -337,7 +337,8 @@ def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: ker
 def compare_variants(base: TrainConfig, presets: list[str], input_sizes: list[int]) -> Path:
     """Train each preset × input size with ``base``'s settings; write ``comparison.json`` in base.out_dir.
 
-    This is how the default ``compact`` variant was chosen: validation accuracy against cost.
+    This is how the default ``compact`` variant was chosen: validation accuracy against cost, and,
+    with real photos (``base.real_dirs``), their validation figures, which are the ones to pick on.
     """
     rows = []
     for preset in presets:
@@ -350,6 +351,8 @@ def compare_variants(base: TrainConfig, presets: list[str], input_sizes: list[in
                 "preset": preset, "input_size": size, "params": info["params"], "macs": info["macs"],
                 "best_val_accuracy": max(history["val_accuracy"]), "best_val_loss": min(history["val_loss"]),
                 "test_accuracy": info["test_accuracy"], "epochs_run": info["epochs_run"],
+                **({f"real_val_{key}": info["real_val"][key] for key in ("binary_accuracy", "false_accept", "false_reject")}
+                   if info.get("real_val") else {}),
                 "seconds_per_epoch": round(float(np.mean(history["epoch_seconds"])), 1),
                 "run_dir": str(run_dir),
             })
