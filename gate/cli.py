@@ -368,7 +368,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     state_dir = _demo_state_dir(settings) if args.demo else settings.gate.state_dir
     try:
-        print(format_status(read_status(state_dir), state_dir.absolute()))
+        status = read_status(state_dir)
+        print(format_status(status, state_dir.absolute()))
+        if status is None and not args.demo and read_status(_demo_state_dir(settings)) is not None:
+            print("          (a demo ran with these settings: gate-cli status --demo)")
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -80,6 +80,8 @@ def test_status_demo_reads_the_folder_the_demo_writes(tmp_path, capsys):
     write_status(tmp_path / "var" / "demo", {"gate_id": "demo-door", "state": "running", "door": "locked"})
     assert main(["--settings", str(settings), "status", "--demo"]) == 0
     assert "demo-door" in capsys.readouterr().out
+    assert main(["--settings", str(settings), "status"]) == 0  # the daemon never ran: say where the demo's is
+    assert "not running: no status" in (out := capsys.readouterr().out) and "gate-cli status --demo" in out
 
 
 def test_demo_summary_compares_verdict_and_reason_of_every_decision_in_each_window(capsys):
