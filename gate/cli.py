@@ -228,7 +228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         video_t = frame.index / fps
         decided.append((video_t, decision.verdict, decision.reason))
         faces = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
-        door = "door UNLOCKED" if decision.verdict == "grant" else "door stays locked"
+        door = {"energised": "door UNLOCKED", "released": "door LOCKED again"}.get(event.relay, "door stays locked")
         print(f"  {video_t:5.1f}s  #{event.seq:<3} {decision.verdict.upper():5} {decision.reason:<15} [{faces}]  {door}; "
               f"decided {event.latency_ms:.0f} ms after the face appeared", flush=True)
 
