@@ -425,8 +425,9 @@ def safe_floor(records: list[Scored], max_false_accept: float = 0.01) -> float |
     allowed = int(np.floor(max_false_accept * total + 1e-9))
     if allowed >= len(negatives):
         return 0.0
-    # Granting needs p ≥ floor: put the floor just above the (allowed+1)-th highest false accept.
-    return float(np.nextafter(np.float32(negatives[allowed]), np.float32(2.0)))
+    # Granting needs p ≥ floor: the floor goes just above the (allowed+1)-th highest false accept,
+    # rounded up to 4 decimals so that the quoted floor reproduces the quoted figures.
+    return float(np.floor(negatives[allowed] * 1e4) + 1) / 1e4
 
 
 def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path | None = None) -> dict:
@@ -450,7 +451,7 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
         "sweep": [{"floor": f, "choice": metrics(by_half["choice"], three, f), "report": metrics(by_half["report"], three, f)}
                   for f in SWEEP_FLOORS],
         "safe_floor": None if floor is None else {
-            "floor": round(floor, 4), "choice": metrics(by_half["choice"], three, floor),
+            "floor": floor, "choice": metrics(by_half["choice"], three, floor),
             "report": metrics(by_half["report"], three, floor)},
         "detector_missed": {h: _rate(sum(not s.detected for s in samples if s.render.half == h),
                                      sum(s.render.half == h for s in samples)) for h in HALVES},
