@@ -86,8 +86,12 @@ MOTION_SCALE = 4
 FACE_MOTION_SCALE = 1.5
 #: Changed pixels (of the small image: 16 frame pixels each) that make a region count as changed…
 MIN_CHANGED_PX = 4
-#: …and, for a known face, the share of its region that must have changed.
-MOVED_SHARE = 0.02
+#: …and, for a known face, the share of its region that must have changed before it is re-found
+#: (a box a few pixels stale still frames the face: the classifier's crop has a margin).
+MOVED_SHARE = 0.1
+#: Width of a known person's region (its face's side × this, from the face down to the bottom of
+#: the frame), where motion is theirs and does not call for a full pass: head, shoulders, arms.
+PERSON_WIDTH = CONFIRM_CROP_SCALE
 
 
 @dataclass(frozen=True)
@@ -388,14 +392,14 @@ class BlazeFaceDetector:
         return now.size == 0 or changed > max(MIN_CHANGED_PX, MOVED_SHARE * now.size)
 
     def _changed_outside(self, small: np.ndarray, known: np.ndarray) -> bool:
-        """Whether the region of interest changed since the last full pass away from the known faces
-        and their people (the confirmation square around each face, and below it down to the bottom
-        of the frame: a walking body): someone new may have come. A newcomer inside those regions
+        """Whether the region of interest changed since the last full pass away from the known people
+        (each face's column, PERSON_WIDTH wide, from just above the face to the bottom of the frame:
+        a head turning, a walking body): someone new may have come. A newcomer inside those regions
         waits for the scheduled full pass (``full_scan_every``)."""
         assert self._scene_ref is not None
         mask = cv2.absdiff(small, self._scene_ref) > self._settings.motion_threshold
         for row in known:
-            x0, y0, x1, _ = _small_region(row, CONFIRM_CROP_SCALE, small.shape)
+            x0, y0, x1, _ = _small_region(row, PERSON_WIDTH, small.shape)
             mask[y0:, x0:x1] = False
         height, width = small.shape
         rx0, ry0, rx1, ry1 = self._settings.roi

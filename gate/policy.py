@@ -25,13 +25,15 @@ How a decision comes about
 * **Groups.** A decision covers every present track. It is taken once no face still being read
   could change it: a grant waits until every face reads masked; a deny comes as soon as it is
   certain, reason included (``all_masked``: one face read without a mask is enough; one read
-  ``incorrect_mask`` waits for the others, who might be bare). A face not read within
-  ``decide_within_s`` counts as not masked (fail secure; reason ``undecided`` if nothing worse
-  was seen). So a masked pair makes one grant and a mixed pair one deny, whoever is read first.
-* **One decision per visitor.** Once a decision covered a track, that track makes no new one
-  while the outcome stays the same, however long the visitor stays. A new decision about
-  everyone present comes when a newcomer appears (including a visitor who left, was forgotten
-  after ``track_max_age_s``, and came back), or when the outcome changes: a visitor who pulls the
+  ``incorrect_mask`` waits for the others, who might be bare). A face seen for
+  ``decide_within_s`` without being read counts as not masked (fail secure; reason
+  ``undecided`` if nothing worse was seen). So a masked pair makes one grant and a mixed pair
+  one deny, whoever is read first.
+* **One decision per visitor.** Once a decision covered a track (read or not yet), that track
+  makes no new one while the outcome stays the same, however long the visitor stays. A new
+  decision about everyone present comes when a newcomer is read (including a visitor who left,
+  was forgotten after ``track_max_age_s``, and came back; a face glimpsed for a frame, like
+  someone walking out fast, is never read and decides nothing), or when the outcome changes: a visitor who pulls the
   mask up after a deny gets a grant, pulling it down after a grant gets a deny, and a masked
   visitor denied because of a bare companion is let in once the companion has left.
 
@@ -187,7 +189,8 @@ class DecisionPolicy:
         """The label the track brings to a decision now, or None while it may still be read."""
         if track.label is not None:
             return track.label
-        return UNDECIDED if now - track.first_seen >= self._settings.decide_within_s else None
+        # Seen (not merely remembered) for decide_within_s: a face glimpsed once does not time out.
+        return UNDECIDED if track.last_seen - track.first_seen >= self._settings.decide_within_s else None
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
@@ -211,9 +214,9 @@ class DecisionPolicy:
             return None
         verdict, reason = outcome
         opens = _opens(reason)
-        newcomers = [t for t in tracks if t.opened is None]
-        if not newcomers and all(t.opened == opens for t in tracks):
-            return None  # the same people, the same outcome: already decided
+        newcomers = [t for t, r in zip(tracks, readings) if t.opened is None and r is not None]
+        if not newcomers and all(t.opened in (None, opens) for t in tracks):
+            return None  # no newly read face, the same outcome: already decided
         self._tracks = [replace(t, opened=opens) for t in tracks]
         return Decision(
             verdict=verdict,

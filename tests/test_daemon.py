@@ -199,7 +199,8 @@ def test_each_visitor_of_the_door_clip_gets_the_right_decision(tmp_path, door_cl
     for segment in script["segments"]:
         expected = "grant" if all(label == "with_mask" for label in segment["labels"]) else "deny"
         verdicts = [d.verdict for t, d, _ in decided if segment["start"] <= t <= segment["end"]]
-        assert verdicts and verdicts[0] == expected, (segment, verdicts)
+        assert verdicts == [expected], (segment, verdicts)  # one decision per visitor (or pair)
+    assert health["frames"] == script["frames"]  # every frame of the clip, the last one included
     assert health["decisions"] == {v: sum(d.verdict == v for _, d, _ in decided) for v in {d.verdict for _, d, _ in decided}}
     journal = [json.loads(line) for line in (tmp_path / "var" / "decisions.jsonl").read_text().splitlines()]
     assert [j["seq"] for j in journal] == list(range(1, len(decided) + 1))

@@ -133,6 +133,9 @@ CASES = {
     "next visitor at the same spot after the first left: second decision": (
         frames(0, 30, (LEFT, M, SURE)) + frames(30, 40) + frames(70, 10, (LEFT, W, SURE)),
         {"track_max_age_s": 1.0}, [(2, "grant", "all_masked", (1,)), (72, "deny", "no_mask", (2,))]),
+    "a visitor walking out fast (a new box each frame) decides nothing more": (
+        frames(0, 30, (LEFT, W, SURE)) + [(30, [((250, 100, 80, 80), W, SURE)]), (31, [((400, 100, 80, 80), I, SURE)])]
+        + frames(32, 90), {}, [(2, "deny", "no_mask", (1,))]),
     "short detector gap: same track, no second decision": (
         frames(0, 30, (LEFT, M, SURE)) + frames(30, 10) + frames(40, 30, (LEFT, M, SURE)),
         {"track_max_age_s": 1.0}, [(2, "grant", "all_masked", (1,))]),
