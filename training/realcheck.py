@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 WITH, WITHOUT, INCORRECT = "with_mask", "without_mask", "incorrect_mask"
 HALVES = ("choice", "report")
 #: Bump when rendering or conditions change: the cache is keyed by it.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 _SPLIT_SALT = "maskgate-realcheck-1"
 _REGION_MARGIN = 0.75     # region side = 2.5 × the face box: room for any crop margin ≤ 0.75
 _MAX_FACE_PX = 160        # door cameras see faces of 40-200 px
@@ -74,6 +74,9 @@ STYLES: dict[str, Callable[[MaskSpec], bool]] = {
     "skin_tone": lambda s: s.style == "skin",
 }
 NOSE_EXPOSED = ("below_nose", "on_chin")
+#: Bare faces with what the acceptance test saw read as a mask: reported apart from the headline
+#: (which stays comparable with the acceptance test's plain bare faces).
+HARD_NEGATIVES: dict[str, Callable] = {"bare+lipstick": fv.lipstick, "bare+beard": fv.beard, "bare+hand": fv.hand_over_mouth}
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,13 @@ def _small(image: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.nd
     return small, Box(box.x * factor, box.y * factor, box.w * factor, box.h * factor)
 
 
+def _tilt(image: np.ndarray, box: Box, rng: np.random.Generator) -> np.ndarray:
+    """Head rolled 15-25° either way (the acceptance test's masked faces tilted > 15° were refused half the time)."""
+    angle = float(rng.uniform(15, 25)) * (1 if rng.random() < 0.5 else -1)
+    rotation = cv2.getRotationMatrix2D(box.center, angle, 1.0)
+    return cv2.warpAffine(image, rotation, image.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def _condition(name: str, image: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
     if name == "clean":
         return image, box
@@ -167,10 +177,12 @@ def _condition(name: str, image: np.ndarray, box: Box, rng: np.random.Generator)
         return _small(image, box, rng)
     if name == "backlight":
         return _backlight(image, box, rng), box
+    if name == "tilt_15_25deg":
+        return _tilt(image, box, rng), box
     raise ValueError(f"unknown condition {name!r}")
 
 
-CONDITIONS = ("clean", "ir_grey", "low_light", "blur", "jpeg_10_20", "small_28_36px", "backlight")
+CONDITIONS = ("clean", "ir_grey", "low_light", "blur", "jpeg_10_20", "small_28_36px", "backlight", "tilt_15_25deg")
 
 
 # --------------------------------------------------------------------------- faces and renders
@@ -234,8 +246,10 @@ def _spec(rng: np.random.Generator, placement: str, wanted: Callable[[MaskSpec],
 
 
 def dress(face: _Face) -> list[tuple[str, str, np.ndarray, dict]]:
-    """(variant, truth, picture, mask description) for the bare face, every style and nose-exposed."""
+    """(variant, truth, picture, mask description) for the bare face, its hard negatives, every style and nose-exposed."""
     out = [("bare", WITHOUT, face.region, {})]
+    for name, apply in HARD_NEGATIVES.items():
+        out.append((name, WITHOUT, apply(face.region, face.points, _rng(face.key, name))[0], {}))
     for style, wanted in STYLES.items():
         rng = _rng(face.key, style)
         spec = _spec(rng, "over_nose", wanted)
@@ -262,7 +276,7 @@ def _redetect(detector: BlazeFaceDetector, image: np.ndarray, expected: Box) -> 
 
 
 def _cache_root(photos_dir: Path) -> Path:
-    key = hashlib.sha256(f"{RENDER_VERSION}:{list(STYLES)}:{NOSE_EXPOSED}:{CONDITIONS}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{RENDER_VERSION}:{list(STYLES)}:{NOSE_EXPOSED}:{list(HARD_NEGATIVES)}:{CONDITIONS}".encode()).hexdigest()[:12]
     return Path(photos_dir) / "cache" / key
 
 
@@ -430,10 +444,15 @@ def safe_floor(records: list[Scored], max_false_accept: float = 0.01) -> float |
     return float(np.floor(negatives[allowed] * 1e4) + 1) / 1e4
 
 
+def _top_and_floor(records: list[Scored], three: bool, floor: float | None) -> dict:
+    return {"top_class": metrics(records, three), "at_safe_floor": None if floor is None else metrics(records, three, floor)}
+
+
 def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path | None = None) -> dict:
     """Every table of the report for one model."""
     three = INCORRECT in classifier.classes
-    records = score_samples(classifier, samples)
+    scored = score_samples(classifier, samples)
+    records = [r for r in scored if r.variant not in HARD_NEGATIVES]   # the headline set
     by_half = {h: [r for r in records if r.half == h] for h in HALVES}
     floor = safe_floor(by_half["choice"])
     result: dict = {
@@ -453,6 +472,8 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
         "safe_floor": None if floor is None else {
             "floor": floor, "choice": metrics(by_half["choice"], three, floor),
             "report": metrics(by_half["report"], three, floor)},
+        "hard_negatives": {v: {h: _top_and_floor([r for r in scored if r.variant == v and r.half == h], three, floor)
+                               for h in HALVES} for v in HARD_NEGATIVES},
         "detector_missed": {h: _rate(sum(not s.detected for s in samples if s.render.half == h),
                                      sum(s.render.half == h for s in samples)) for h in HALVES},
     }
@@ -460,7 +481,7 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
         folder = score_folder(classifier, realmask)
         result["realmask"] = {"path": str(realmask), "argmax": metrics(folder, three),
                               "at_safe_floor": metrics(folder, three, floor) if floor is not None else None}
-    result["_records"] = records
+    result["_records"] = scored
     return result
 
 
@@ -491,6 +512,13 @@ def model_markdown(name: str, r: dict) -> str:
              *(_row(k.replace("_", ", "), v) for k, v in r["clean_vs_conditions"].items()), "",
              "Per mask style / variant (report half; choice half in the JSON):", "",
              _HEADER.format(first="variant"), *(_row(k, v["report"]) for k, v in r["per_variant"].items()), "",
+             "Bare faces with look-alikes drawn on them (not in the headline; false accept and bare read as "
+             "`incorrect_mask`, report half):", "",
+             "| variant | pictures | false accept | read as incorrect_mask | false accept at the safe floor |",
+             "|---|---:|---:|---:|---:|",
+             *(f"| {k} | {v['report']['top_class']['n']} | {_pct(v['report']['top_class']['false_accept'])} | "
+               f"{_pct(v['report']['top_class']['bare_as_incorrect'])} | "
+               f"{_pct((v['report']['at_safe_floor'] or {}).get('false_accept'))} |" for k, v in r["hard_negatives"].items()), "",
              "Per condition (report half):", "",
              _HEADER.format(first="condition"), *(_row(k, v["report"]) for k, v in r["per_condition"].items()), "",
              "Threshold sweep: a grant needs label `with_mask` and P(with_mask) ≥ floor.", "",
@@ -525,7 +553,8 @@ def write_report(out_prefix: Path, results: dict[str, dict], summary: dict, comm
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     clean = {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()}
     payload = {"command": command, "photos": summary, "render_version": RENDER_VERSION,
-               "styles": list(STYLES), "nose_exposed": list(NOSE_EXPOSED), "conditions": list(CONDITIONS), "models": clean}
+               "styles": list(STYLES), "nose_exposed": list(NOSE_EXPOSED),
+               "hard_negatives": list(HARD_NEGATIVES), "conditions": list(CONDITIONS), "models": clean}
     json_path = out_prefix.with_suffix(".json")
     json_path.write_text(json.dumps(payload, indent=1, sort_keys=True))
     halves = summary.get("halves", {})
@@ -538,7 +567,8 @@ def write_report(out_prefix: Path, results: dict[str, dict], summary: dict, comm
             f"{summary.get('groups')} identity groups (choice {halves.get('choice', {}).get('groups')} groups / "
             f"{halves.get('choice', {}).get('faces')} faces, report {halves.get('report', {}).get('groups')} groups / "
             f"{halves.get('report', {}).get('faces')} faces). Each face: bare, {len(STYLES)} mask styles, "
-            f"{len(NOSE_EXPOSED)} nose-exposed placements, each under {len(CONDITIONS)} conditions ({', '.join(CONDITIONS)}).",
+            f"{len(NOSE_EXPOSED)} nose-exposed placements, {len(HARD_NEGATIVES)} look-alikes on the bare face "
+            f"({', '.join(HARD_NEGATIVES)}), each under {len(CONDITIONS)} conditions ({', '.join(CONDITIONS)}).",
             "", "Sources: " + "; ".join(f"{p['package']} ({p['licence']})" for p in summary.get("packages", [])) + ".", ""]
     text += [model_markdown(name, r) + "\n" for name, r in clean.items()]
     md_path = out_prefix.with_suffix(".md")
