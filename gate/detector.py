@@ -16,6 +16,8 @@ Propose, then confirm, because masks hide half of what BlazeFace looks for:
 
 Proposals are confirmed best first, and confirming stops after ``max_rejections`` rejections:
 true faces rank first or second among the full-range proposals, the wall patches after them.
+While faces are known, their proposals are set aside and one rejection ends the search for a
+newcomer (one missed this way is looked for again on the next full pass).
 
 The detector is **stateful across consecutive frames of one camera** (``detect`` is called once
 per frame, in order), because at 30 fps a face is where it was 33 ms ago and re-finding it there
@@ -371,7 +373,9 @@ class BlazeFaceDetector:
             for row, overlapping in zip(rows, overlaps):  # a known face keeps its best proposal score
                 row[_PROPOSAL_SCORE] = max(row[_PROPOSAL_SCORE], proposal_scores[overlapping].max(initial=0.0))
             newcomers = ~overlaps.any(axis=0)
-            new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], settings.max_rejections)
+            # With faces known, a newcomer is the best proposal left: one rejection ends the search.
+            rejections = settings.max_rejections if not len(rows) else 1
+            new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], rejections)
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
             refs += [small] * len(new_scores)
             if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:

@@ -81,7 +81,7 @@ class DetectorSettings(Section):
     max_rejections: int = Field(3, ge=1, le=100, description="Confirm proposals best first and stop after this many were rejected (each costs one short-range run)")
     full_scan_every: int = Field(8, ge=1, le=30, description="While faces are known, re-find them on crops and run the full-frame pass at least every Nth frame (sooner when something moves away from them or one is lost); 1 = every frame")
     motion_threshold: int = Field(10, ge=0, le=255, description="Grey-level change (on a 1/4-size frame) that counts as motion: still known faces are kept without re-detection, and an unchanged empty scene is not searched again; 0 = look at every frame")
-    tile_every: int = Field(6, ge=1, le=100, description="While no face is found, run the tile search on the first such frame and then every Nth; 1 = every frame")
+    tile_every: int = Field(6, ge=1, le=100, description="While no face is found, run the tile search on the first full-frame pass without a face and then on every Nth; 1 = every one")
     nms_iou: Fraction = Field(0.3, description="Overlap above which two boxes are merged (weighted NMS)")
     min_face_px: int = Field(40, ge=8, description="Faces smaller than this (box width, pixels) are ignored: too far from the door")
     roi: tuple[Fraction, Fraction, Fraction, Fraction] = Field((0.0, 0.0, 1.0, 1.0), description="Region of interest [x0, y0, x1, y1] as fractions of the frame; a face counts when its centre is inside")
