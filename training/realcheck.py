@@ -300,7 +300,9 @@ class _Renderer:
         for face in faces:
             for variant, truth, picture, mask in dress(face):
                 name = f"{stem}-{face.key.rsplit('#', 1)[1]}-{variant.replace(':', '-')}.png"
-                cv2.imwrite(str(root / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                partial = root / f"{name}.partial.png"  # another run may be reading the cache meanwhile
+                cv2.imwrite(str(partial), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                partial.replace(root / name)
                 boxes = {}
                 for condition in CONDITIONS:
                     image, box = _condition(condition, picture, face.box, _rng(face.key, variant, condition))
@@ -323,7 +325,9 @@ def build_cache(photos_dir: Path, assets_dir: Path = gate.assets.DEFAULT_ASSETS_
             continue
         renderer = renderer or _Renderer(Path(assets_dir))
         record = renderer.photo(photos_dir, entry, root)
-        index.write_text(json.dumps(record, indent=1))
+        partial = index.with_suffix(".partial")
+        partial.write_text(json.dumps(record, indent=1))
+        partial.replace(index)
         log.info("rendered photo %d (%s): %d face(s)", number + 1, entry["file"], record["faces"])
     return root
 
