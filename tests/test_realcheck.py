@@ -71,6 +71,21 @@ def test_safe_floor_is_the_lowest_that_keeps_false_accepts_within_the_limit():
     assert safe_floor([Scored(WITH, WITH, 0.9)]) is None
 
 
+def test_bootstrap_interval_brackets_the_figure_and_resamples_faces():
+    rng = np.random.default_rng(3)
+    records = []
+    for face in range(40):
+        refused = rng.random() < 0.2   # a face's pictures fail together: intervals must be wide
+        records += [Scored(WITH, WITHOUT if refused else WITH, 0.9, face=f"f{face}") for _ in range(10)]
+        records += [Scored(WITHOUT, WITHOUT, 0.1, face=f"f{face}") for _ in range(5)]
+    ci = realcheck.bootstrap_ci(records)
+    figure = metrics(records, True)["false_reject"]
+    assert ci["false_reject"][0] < figure < ci["false_reject"][1]
+    assert ci["false_reject"][1] - ci["false_reject"][0] > 0.1
+    assert ci["false_accept"] == [0.0, 0.0]
+    assert realcheck.bootstrap_ci([]) == {}
+
+
 def test_identity_halves_are_stable_and_both_used():
     groups = [f"g{i}" for i in range(200)]
     first = [realcheck.half_of(g) for g in groups]

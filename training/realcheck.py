@@ -431,6 +431,28 @@ def metrics(records: list[Scored], three_class: bool, floor: float = 0.0) -> dic
     }
 
 
+def bootstrap_ci(records: list[Scored], floor: float = 0.0, rounds: int = 1000, seed: int = 0) -> dict:
+    """95 % intervals of binary / false accept / false reject, resampling whole faces (a face's
+    pictures are not independent: the same person under every mask and condition)."""
+    faces = sorted({r.face for r in records})
+    if not faces:
+        return {}
+    row = {face: i for i, face in enumerate(faces)}
+    counts = np.zeros((len(faces), 4))  # masked, false rejects, unmasked, false accepts
+    for r in records:
+        granted = r.label == WITH and r.p_with >= floor
+        if r.truth == WITH:
+            counts[row[r.face]] += (1, not granted, 0, 0)
+        else:
+            counts[row[r.face]] += (0, 0, 1, granted)
+    picks = np.random.default_rng(seed).integers(0, len(faces), (rounds, len(faces)))
+    sums = counts[picks].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        figures = {"binary": 1 - (sums[:, 1] + sums[:, 3]) / (sums[:, 0] + sums[:, 2]),
+                   "false_accept": sums[:, 3] / sums[:, 2], "false_reject": sums[:, 1] / sums[:, 0]}
+    return {k: [round(float(np.nanpercentile(v, 2.5)), 4), round(float(np.nanpercentile(v, 97.5)), 4)] for k, v in figures.items()}
+
+
 SWEEP_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
@@ -464,6 +486,7 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
         "classes": list(classifier.classes), "contract_min_confidence": classifier.min_confidence,
         "overall": {name: metrics(rs, three) for name, rs in
                     (("choice", by_half["choice"]), ("report", by_half["report"]), ("all", records))},
+        "overall_ci95": {h: bootstrap_ci(by_half[h]) for h in HALVES},
         "clean_vs_conditions": {
             f"{half}_{kind}": metrics([r for r in by_half[half] if (r.condition == "clean") == (kind == "clean")], three)
             for half in HALVES for kind in ("clean", "conditions")},
@@ -514,6 +537,10 @@ def model_markdown(name: str, r: dict) -> str:
              "Label = the model's top class (as `gate-cli test-image --assume-face` prints it).", "",
              _HEADER.format(first="half"), *(_row(k, v) for k, v in r["overall"].items()),
              *(_row(k.replace("_", ", "), v) for k, v in r["clean_vs_conditions"].items()), "",
+             *(f"95 % interval, {h} half (resampling faces): binary {_acc(ci['binary'][0])}–{_acc(ci['binary'][1])}, "
+               f"false accept {_pct(ci['false_accept'][0])}–{_pct(ci['false_accept'][1])}, "
+               f"false reject {_pct(ci['false_reject'][0])}–{_pct(ci['false_reject'][1])}." for h, ci in r["overall_ci95"].items() if ci),
+             "",
              "Per mask style / variant (report half; choice half in the JSON):", "",
              _HEADER.format(first="variant"), *(_row(k, v["report"]) for k, v in r["per_variant"].items()), "",
              "Bare faces with look-alikes drawn on them (not in the headline; false accept and bare read as "
