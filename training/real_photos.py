@@ -19,7 +19,6 @@ sides of the split.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import subprocess
@@ -282,4 +281,4 @@ def read_manifest(photos_dir: Path) -> list[dict]:
 
 def manifest_digest(entries: list[dict]) -> str:
     """Identifies a photo set: changes when any photo, its group or the list changes."""
-    return _sha256(io.BytesIO(json.dumps([(e["file"], e["sha256"], e["group"]) for e in entries]).encode()).getvalue())
+    return _sha256(json.dumps([(e["file"], e["sha256"], e["group"]) for e in entries]).encode())
