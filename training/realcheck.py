@@ -470,6 +470,11 @@ def safe_floor(records: list[Scored], max_false_accept: float = 0.01) -> float |
     return float(np.floor(negatives[allowed] * 1e4) + 1) / 1e4
 
 
+def _source(face: str) -> str:
+    """The package a face's photo came from (its folder in the photo set)."""
+    return face.split("/", 1)[0]
+
+
 def _top_and_floor(records: list[Scored], three: bool, floor: float | None) -> dict:
     return {"top_class": metrics(records, three), "at_safe_floor": None if floor is None else metrics(records, three, floor)}
 
@@ -501,8 +506,12 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
             "report": metrics(by_half["report"], three, floor)},
         "hard_negatives": {v: {h: _top_and_floor([r for r in scored if r.variant == v and r.half == h], three, floor)
                                for h in HALVES} for v in HARD_NEGATIVES},
+        "per_source": {src: metrics([r for r in records if _source(r.face) == src], three)
+                       for src in sorted({_source(r.face) for r in records})},
         "detector_missed": {h: _rate(sum(not s.detected for s in samples if s.render.half == h),
                                      sum(s.render.half == h for s in samples)) for h in HALVES},
+        "detector_missed_by_class": {c: _rate(sum(not s.detected for s in samples if s.render.truth == c),
+                                              sum(s.render.truth == c for s in samples)) for c in (WITH, WITHOUT, INCORRECT)},
     }
     if realmask is not None:
         folder = score_folder(classifier, realmask)
@@ -567,8 +576,12 @@ def model_markdown(name: str, r: dict) -> str:
         lines.append(f"Lowest floor with false accept ≤ 1 % on the choice half: **{safe['floor']}** → on the held-out "
                      f"report half false accept {_pct(safe['report']['false_accept'])}, false reject "
                      f"{_pct(safe['report']['false_reject'])} (binary {_acc(safe['report']['binary'])}).")
+    missed = r["detector_missed_by_class"]
     lines.append(f"Detector missed the face (bare face's box used instead): choice {_pct(r['detector_missed']['choice'])}, "
-                 f"report {_pct(r['detector_missed']['report'])}.")
+                 f"report {_pct(r['detector_missed']['report'])}; masked {_pct(missed[WITH])}, bare {_pct(missed[WITHOUT])}, "
+                 f"nose-exposed {_pct(missed[INCORRECT])}.")
+    lines += ["", "Per source package (both halves together — a source is not a held-out unit):", "",
+              _HEADER.format(first="source"), *(_row(k, v) for k, v in r["per_source"].items())]
     if "realmask" in r:
         rm = r["realmask"]
         lines += ["", f"Folder `{rm['path']}` (whole crops, classified as `--assume-face`):", "",
