@@ -18,7 +18,7 @@ half, for choosing models and setting thresholds, and a ``report`` half, held ou
 These photos are for measuring only, never for training.
 
 Renders and boxes are cached under ``<photos>/cache/<key>/`` (keyed by ``RENDER_VERSION``, the
-styles and the conditions; one index per photo, named by its SHA-256, so new photos render
+styles, the conditions and the renderer's source; one index per photo, named by its SHA-256, so new photos render
 alone); the conditions are re-applied from seeded generators on every run, so a run is
 deterministic and re-scoring another model costs only the classifier.
 """
@@ -43,6 +43,7 @@ from gate.preprocess import crop_face, model_input, read_image_rgb, square_aroun
 from gate.settings import DetectorSettings
 from gate.types import Box
 from training import face_variations as fv
+from training import landmarks, masks
 from training.landmarks import FaceLandmarker
 from training.masks import MaskSpec, render_mask, sample_mask_spec
 from training.real_photos import manifest_digest, read_manifest
@@ -276,8 +277,12 @@ def _redetect(detector: BlazeFaceDetector, image: np.ndarray, expected: Box) -> 
 
 
 def _cache_root(photos_dir: Path) -> Path:
-    key = hashlib.sha256(f"{RENDER_VERSION}:{list(STYLES)}:{NOSE_EXPOSED}:{list(HARD_NEGATIVES)}:{CONDITIONS}".encode()).hexdigest()[:12]
-    return Path(photos_dir) / "cache" / key
+    """Keyed by what the pictures depend on, the renderer's source included: committed figures always
+    correspond to the renderer in the same commit (a changed renderer renders again)."""
+    digest = hashlib.sha256(f"{RENDER_VERSION}:{list(STYLES)}:{NOSE_EXPOSED}:{list(HARD_NEGATIVES)}:{CONDITIONS}".encode())
+    for module in (masks, fv, landmarks):
+        digest.update(Path(module.__file__).read_bytes())
+    return Path(photos_dir) / "cache" / digest.hexdigest()[:12]
 
 
 def _box_list(box: Box) -> list[float]:
