@@ -64,7 +64,7 @@ def _train_config(args: argparse.Namespace):
         steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
         split=SplitSizes(args.train_per_class, args.val_per_class, args.test_per_class),
         patience=args.patience, label_smoothing=args.label_smoothing, augment=args.augment,
-        overwrite=args.overwrite, real_dirs=tuple(args.real or ()), resume=args.resume,
+        overwrite=args.overwrite, real_dirs=tuple(args.real or ()), resume=args.resume, init_from=args.init_from,
     )
 
 
@@ -154,6 +154,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", type=Path, action="append",
                         help="realmask-style folder of real photos (train/ and val/ per class); repeatable")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    parser.add_argument("--init-from", type=Path, help="fine-tune: start from this model.keras's weights (new optimizer)")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
 
 

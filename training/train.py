@@ -72,6 +72,7 @@ class TrainConfig:
     overwrite: bool = False
     real_dirs: tuple[Path, ...] = ()  # realmask-style folders of real photos (train/ and val/)
     resume: bool = False  # continue from last.keras + progress.json in out_dir
+    init_from: Path | None = None  # start from this model's weights (fine-tuning; fresh optimizer and schedule)
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset's recipe, validated."""
@@ -99,6 +100,7 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["dataset_dir"], values["out_dir"] = str(self.dataset_dir), str(self.out_dir)
         values["real_dirs"] = [str(d) for d in self.real_dirs]
+        values["init_from"] = str(self.init_from) if self.init_from else None
         return values
 
 
@@ -249,8 +251,12 @@ def run(config: TrainConfig) -> Path:
         model = keras.models.load_model(run_dir / CHECKPOINT)
         log.info("resuming %s after epoch %d of %d", run_dir, done, config.epochs)
     else:
-        model = compile_model(make_model(config.preset, config.classes, config.input_size), config.preset,
-                              config.learning_rate, config.label_smoothing, total_steps=steps * config.epochs)
+        model = make_model(config.preset, config.classes, config.input_size)
+        if config.init_from is not None:
+            model.set_weights(keras.models.load_model(config.init_from, compile=False).get_weights())
+            log.info("starting from the weights of %s", config.init_from)
+        model = compile_model(model, config.preset, config.learning_rate, config.label_smoothing,
+                              total_steps=steps * config.epochs)
     epoch_log = EpochLog(config.epochs)
     history_so_far = {key: list(values) for key, values in past.items() if key != "epoch_seconds"}
     best_so_far = min(history_so_far.get("val_loss", [math.inf]))
