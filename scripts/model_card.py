@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Write the model card of a shipped model from the files that measured it.
 
-    .venv/bin/python scripts/model_card.py gate/models/maskgate-compact-3c-int8.tflite runs/compact-3c
+    .venv/bin/python scripts/model_card.py gate/models/maskgate-compact-3c-int8.tflite runs/compact-3c \
+        [--realcheck benchmarks/results/realcheck.json]
 
 Every figure comes from the model's contract (test-split parity measured at conversion), the
-training run (run.json, metrics.json) and the file itself; nothing is typed in by hand.
+training run (run.json, metrics.json), the real-face check's JSON (``maskgate-train real-check``,
+matched to this model by its SHA-256) and the file itself; nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -20,20 +22,97 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def _copy_figures(run_dir: Path, folder: Path) -> str:
-    """The run's plots next to the card (the predictions grid as JPEG: a tenth of the size)."""
+def _copy_figures(run_dir: Path, folder: Path, with_faces: bool) -> str:
+    """The run's plots next to the card (the predictions grid as JPEG: a tenth of the size).
+
+    The predictions grid shows test faces: it is left out when the run's data hold real photos
+    (own faces, realmask), which must never be committed.
+    """
     import cv2
 
     folder.mkdir(exist_ok=True)
     for name in ("curves.png", "confusion_matrix.png"):
         (folder / name).write_bytes((run_dir / name).read_bytes())
-    grid = cv2.imread(str(run_dir / "predictions.png"))
-    cv2.imwrite(str(folder / "predictions.jpg"), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    grid_path = folder / "predictions.jpg"
+    if with_faces:
+        cv2.imwrite(str(grid_path), cv2.imread(str(run_dir / "predictions.png")), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    else:
+        grid_path.unlink(missing_ok=True)
     return folder.name
 
 
-def card(model: Path, run_dir: Path, folder: Path = Path("models")) -> str:
+REALMASK_CREDIT = ("real photos: `realmask` crops of the public GitHub repository "
+                   "[chandrikadeb7/Face-Mask-Detection](https://github.com/chandrikadeb7/Face-Mask-Detection) "
+                   "(MIT-licensed repository; its authors collected the images from the web), credited as its "
+                   "dataset card asks; the images are never committed here")
+
+
+def _train_commands(run_dir: Path, config: dict) -> str:
+    """The ``maskgate-train train`` line(s) of a run: a fine-tuned run's base run first."""
+    lines = []
+    if config.get("init_from"):
+        base = Path(config["init_from"]).parent
+        lines.append(_train_commands(base, json.loads((base / "run.json").read_text())["config"]))
+    split = config["split"]
+    extra = "".join(f" --{k.replace('_', '-')} {config[k]}" for k in ("input_size", "augment", "init_from") if config.get(k))
+    extra += "".join(f" --real {d}" for d in config.get("real_dirs") or [])
+    if config.get("learning_rate") and config.get("init_from"):
+        extra += f" --learning-rate {config['learning_rate']:g}"
+    lines.append(f".venv/bin/maskgate-train train --dataset {config['dataset_dir']} --out {run_dir} --preset {config['preset']} "
+                 f"--classes {config['classes']}{extra} --epochs {config['epochs']} --patience {config['patience']} "
+                 f"--train-per-class {split['train']} --val-per-class {split['val']} --test-per-class {split['test']}")
+    return "\n".join(lines)
+
+
+def _sources(config: dict) -> dict:
+    """Face sources of the build the run used (its summary.json); empty when it is gone."""
+    summary = Path(config["dataset_dir"]) / "summary.json"
+    return json.loads(summary.read_text()).get("sources", {}) if summary.is_file() else {}
+
+
+def _per_class(config: dict) -> int:
+    """Images per class of the build the run used (its summary.json), 2000 when it is gone."""
+    summary = Path(config["dataset_dir"]) / "summary.json"
+    return json.loads(summary.read_text()).get("per_class", 2000) if summary.is_file() else 2000
+
+
+def _real_check(path: Path | None, sha256: str) -> tuple[dict | None, str]:
+    """This model's entry in the real-face check's JSON (by SHA-256) and the command that made it."""
+    if path is None:
+        return None, ""
+    payload = json.loads(path.read_text())
+    for result in payload.get("models", {}).values():
+        if result.get("model_sha256") == sha256:
+            return result, payload.get("command", "")
+    raise SystemExit(f"{path} has no result for a model with SHA-256 {sha256}: run the real-face check on it first")
+
+
+def _real_sections(check: dict | None, command: str, run: dict, floor: float) -> str:
+    """Real photos (realmask/val) and the real-face check, with the threshold's trade-off."""
+    from training.realcheck import model_markdown
+
+    out = []
+    keras_val = run.get("real_val")
+    if keras_val:
+        out.append(f"- `realmask/val` ({keras_val['n']} real photos, Keras float model, top class): binary "
+                   f"{keras_val['binary_accuracy']:.3f}, false accept {_pct(keras_val['false_accept'])}, "
+                   f"false reject {_pct(keras_val['false_reject'])}.")
+    if check is not None and check.get("realmask"):
+        rm = check["realmask"]
+        safe = (check.get("safe_floor") or {}).get("floor")
+        for rule, m in (("top class", rm["argmax"]), (f"P(with_mask) ≥ {safe} (the check's safe floor)", rm.get("at_safe_floor"))):
+            if m:
+                out.append(f"- `realmask/val`, this int8 file, {rule}: binary {m['binary']:.3f}, false accept "
+                           f"{_pct(m['false_accept'])}, false reject {_pct(m['false_reject'])} ({m['n']} photos).")
+    if check is not None:
+        out += ["", "### Real-face check", "", f"Reproduce: `{command}`", "",
+                model_markdown("this model", check).split("\n", 1)[1]]
+    return "\n".join(out) if out else "No real-photo figures were given to this card (see `--realcheck`)."
+
+
+def card(model: Path, run_dir: Path, folder: Path = Path("models"), realcheck: Path | None = None) -> str:
     contract = read_contract(model)
+    check, check_command = _real_check(realcheck, file_sha256(model))
     run = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     parity = (contract.metrics or {}).get("test", {})
@@ -46,10 +125,23 @@ def card(model: Path, run_dir: Path, folder: Path = Path("models")) -> str:
     )
     matrix = "\n".join(f"| **{classes[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(metrics["confusion_matrix"]))
     size_kib = model.stat().st_size / 1024
-    figures = _copy_figures(run_dir, folder / f"{model.stem}-report")
+    real_photos = bool(config.get("real_dirs")) or "own" in _sources(config)
+    figures = _copy_figures(run_dir, folder / f"{model.stem}-report", with_faces=not real_photos)
+    threshold = contract.thresholds.min_confidence
+    chosen = ((contract.metrics or {}).get("threshold") or {}).get("chosen_on", "the validation split")
+    real_dirs = config.get("real_dirs") or []
+    data = (f"synthetic faces (GAN faces from `gan-face-generate` and the real bare faces of `realmask/train`, masks "
+            f"rendered on MediaPipe face landmarks, hard negatives; see the README) plus the real photos of "
+            f"{', '.join(f'`{d}`' for d in real_dirs)} (`train/` to train, `val/` to validate); {REALMASK_CREDIT}"
+            if real_dirs else "the project's synthetic dataset (GAN faces from `gan-face-generate`, masks rendered on "
+            "MediaPipe face landmarks, hard negatives; see the README)")
+    agreement = parity.get("min_agreement", 0.99)
+    convert_args = f" --min-agreement {agreement:g}" if agreement != 0.99 else ""
+    if chosen != "the validation split":
+        convert_args += f" --min-confidence {threshold:g} --threshold-note \"{chosen}\""
     return f"""# Model card: `{model.name}`
 
-*Generated by `scripts/model_card.py {model} {run_dir}` from the files that measured it.*
+*Generated by `scripts/model_card.py {model} {run_dir}{f' --realcheck {realcheck}' if realcheck else ''}` from the files that measured it.*
 
 | | |
 |---|---|
@@ -57,24 +149,24 @@ def card(model: Path, run_dir: Path, folder: Path = Path("models")) -> str:
 | architecture | `{run['preset']}` preset: {run['params']:,} parameters, {run['macs'] / 1e6:.1f} M multiply-accumulates per face |
 | input | {contract.input.height}×{contract.input.width} {contract.input.color_order}, raw pixels {list(contract.input.pixel_range)}, square crop with margin {contract.input.crop_margin} around the detector's box |
 | quantisation | {contract.quantization}, file {size_kib:.0f} KiB |
-| recommended threshold | top-class probability ≥ {contract.thresholds.min_confidence:.2f} (tuned on the validation split); below it a face is "uncertain" and never decided on |
+| threshold (contract `min_confidence`) | {threshold:.4g}: a face counts only when its top class has at least this probability, so a grant needs P(with_mask) ≥ {threshold:.4g}; chosen on {chosen} |
 | SHA-256 | `{file_sha256(model)}` |
 
 ## How it was made
 
 ```sh
-.venv/bin/maskgate-train build-dataset --out {config['dataset_dir']} --per-class 2000
-.venv/bin/maskgate-train train --dataset {config['dataset_dir']} --out {run_dir} --preset {config['preset']} --classes {config['classes']} --epochs {config['epochs']} --patience {config['patience']}
-.venv/bin/maskgate-convert {run_dir} --preset int8 --out {model}
-.venv/bin/python scripts/model_card.py {model} {run_dir}
+.venv/bin/maskgate-train build-dataset --out {config['dataset_dir']} --per-class {_per_class(config)}{''.join(f' --own-faces {d}/train/without_mask --own-faces-groups {d}/manifest.csv' for d in real_dirs)}
+{_train_commands(run_dir, config)}
+.venv/bin/maskgate-convert {run_dir} --preset int8 --out {model}{convert_args}
+.venv/bin/python scripts/model_card.py {model} {run_dir}{f' --realcheck {realcheck}' if realcheck else ''}
 ```
 
-Data: the project's synthetic dataset (GAN faces from `gan-face-generate`, masks rendered on
-MediaPipe face landmarks, hard negatives; see the README), seed {config['seed']}, split by identity
-from the builder's manifest (`{run['dataset'].get('split_source')}`): train {sum(counts['train'].values())},
-validation {sum(counts['val'].values())}, test {sum(counts['test'].values())} images. Manifest SHA-256
-`{run['dataset'].get('manifest_sha256')}`. Trained {run['epochs_run']} epochs (best: {run['best_epoch']}),
-{run['training_seconds'] / 60:.0f} min on 2 CPU cores; TensorFlow {run['versions']['tensorflow']}.
+Data: {data}. Seed {config['seed']}, synthetic part split by identity from the builder's manifest
+(`{run['dataset'].get('split_source')}`), real photos added to train and validation: train
+{sum(counts['train'].values())}, validation {sum(counts['val'].values())}, test {sum(counts['test'].values())} images
+({'; '.join(f"{name}: " + ', '.join(f'{c} {n}' for c, n in counts[name].items()) for name in ('train', 'val', 'test'))}). Manifest SHA-256 `{run['dataset'].get('manifest_sha256')}`. Trained
+{run['epochs_run']} epochs (best: {run['best_epoch']}), {run['training_seconds'] / 60:.0f} min on 2 shared CPU cores;
+TensorFlow {run['versions']['tensorflow']}.
 
 ## Metrics (synthetic test split, faces never seen in training)
 
@@ -96,22 +188,26 @@ Confusion matrix (rows: true class, columns: predicted, in the order above):
 
 ![training curves]({figures}/curves.png)
 ![confusion matrix]({figures}/confusion_matrix.png)
-![test predictions, mistakes first]({figures}/predictions.jpg)
+{'' if real_photos else f'![test predictions, mistakes first]({figures}/predictions.jpg)'}
+
+## Real faces
+
+{_real_sections(check, check_command, run, threshold)}
 
 ## Known limits
 
-- **Synthetic faces, synthetic masks.** Every training and test image is a 64×64 GAN face
-  (upscaled) with a procedurally rendered mask. The accuracy above is measured on more of the
-  same; on real people, real masks and a real door camera it will be lower, by an amount we
-  cannot measure without real labelled photos. Typical risks: unusual masks (transparent,
-  printed faces, scarves), strong backlight, faces far from frontal, children.
+- **The synthetic figures flatter.** Rendered masks on GAN faces are easier than real ones; the
+  real-photo figures above are the ones to trust, and they come from few sources.
+- **The threshold trades false rejects for safety.** Below the floor a face is "uncertain": no
+  grant, and no decision either until a confident frame comes (the door stays locked).
 - The `incorrect_mask` class means "mask below the nose or on the chin"; a mask worn over the
-  nose but gaping at the side is `with_mask` to this model.
+  nose but gaping at the side is `with_mask` to this model. It is learnt from rendered masks only
+  (no real nose-exposed photos were available to train on).
 - **Retrain on your own photos.** Put face-centred photos of your site's people (consenting
   staff, enrolment photos) in a folder and run
   `maskgate-train build-dataset --out data/site --own-faces DIR` — masks are rendered on them
-  the same way — then train and convert as above, and check with `gate-cli test-image` on real
-  door captures before switching `classifier.model`.
+  the same way, each photo's identity kept in one split — then train and convert as above, and check with
+  `gate-cli test-image` on real door captures before switching `classifier.model`.
 """
 
 
@@ -119,10 +215,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--realcheck", type=Path, help="the real-face check's JSON (maskgate-train real-check) with this model")
     parser.add_argument("--out", type=Path, help="default: models/MODEL_CARD.md (the card stays in models/, the model ships in gate/models/)")
     args = parser.parse_args()
     out = args.out or Path("models") / "MODEL_CARD.md"
-    out.write_text(card(args.model, args.run_dir, out.parent))
+    out.write_text(card(args.model, args.run_dir, out.parent, args.realcheck))
     print(f"wrote {out}")
 
 
