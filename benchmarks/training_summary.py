@@ -49,7 +49,7 @@ def in_progress(run_dir: Path) -> dict:
         "epochs": f"{done} done (in progress)", "minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1),
         "test_images": None, "test_accuracy": None, "val_accuracy_last": history["val_accuracy"][-1],
         "train_accuracy_last": history["accuracy"][-1], "curves": str(run_dir / "curves.png"),
-        "command": f"maskgate-train train ... --out {run_dir} --resume   (see scripts/train_all.sh)",
+        "command": f"maskgate-train train --dataset {config['dataset_dir']} --out {run_dir} ... --resume   (see scripts/train_all.sh)",
     }
 
 
@@ -73,6 +73,12 @@ def summarise(run_dir: Path) -> dict:
         "command": (
             f"maskgate-train train --dataset {config['dataset_dir']} --out {run_dir} --preset {config['preset']} "
             f"--classes {config['classes']} --epochs {config['epochs']} --patience {config['patience']}"
+            + "".join(f" --{key.replace('_', '-')} {config[key]}" for key in ("input_size", "augment", "init_from")
+                      if config.get(key) and (key != "input_size" or config.get("real_dirs")))
+            + "".join(f" --real {d}" for d in config.get("real_dirs") or [])
+            + (f" --learning-rate {config['learning_rate']:g}" if config.get("init_from") else "")
+            + (" --train-per-class {train} --val-per-class {val} --test-per-class {test}".format(**config["split"])
+               if config.get("real_dirs") else "")
         ),
     }
 
