@@ -65,6 +65,7 @@ def _train_config(args: argparse.Namespace):
         split=SplitSizes(args.train_per_class, args.val_per_class, args.test_per_class),
         patience=args.patience, label_smoothing=args.label_smoothing, augment=args.augment,
         overwrite=args.overwrite, real_dirs=tuple(args.real or ()), resume=args.resume, init_from=args.init_from,
+        class_weights=tuple(float(w) for w in args.class_weights.split(",")) if args.class_weights else None,
     )
 
 
@@ -154,6 +155,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", type=Path, action="append",
                         help="realmask-style folder of real photos (train/ and val/ per class); repeatable")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    parser.add_argument("--class-weights", help="loss weight per class in class order, e.g. 1,1.5,1")
     parser.add_argument("--init-from", type=Path, help="fine-tune: start from this model.keras's weights (new optimizer)")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
 

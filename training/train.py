@@ -73,6 +73,7 @@ class TrainConfig:
     real_dirs: tuple[Path, ...] = ()  # realmask-style folders of real photos (train/ and val/)
     resume: bool = False  # continue from last.keras + progress.json in out_dir
     init_from: Path | None = None  # start from this model's weights (fine-tuning; fresh optimizer and schedule)
+    class_weights: tuple[float, ...] | None = None  # loss weight per class, in class order (None: all 1)
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset's recipe, validated."""
@@ -277,6 +278,7 @@ def run(config: TrainConfig) -> Path:
         steps_per_epoch=steps,
         epochs=config.epochs,
         initial_epoch=done,
+        class_weight=dict(enumerate(config.class_weights)) if config.class_weights else None,
         validation_data=evaluation_dataset(split.val.images, _targets(split.val.labels, config), config.batch_size),
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
