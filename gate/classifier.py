@@ -17,7 +17,7 @@ from gate.errors import ImageError, ModelError
 from gate.litert import load_interpreter
 from gate.preprocess import face_input
 from gate.settings import ClassifierSettings
-from gate.types import Box, Classification
+from gate.types import WITH_MASK, Box, Classification
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,14 @@ class MaskClassifier:
         else:
             probabilities = tuple(float(v) for v in values)
         scores = dict(zip(self._classes, probabilities))
-        label = self._classes[int(np.argmax(probabilities))]
-        return Classification(label, scores)
+        return Classification(self._safe_label(scores), scores)
+
+    def _safe_label(self, scores: dict[str, float]) -> str:
+        """The top class, except that ``with_mask`` needs P(with_mask) ≥ the grant floor
+        (:attr:`min_confidence`): below it the face is read as the likelier of the other classes,
+        so a label never promises more than the door would grant on it (safety first)."""
+        label = max(scores, key=scores.__getitem__)
+        if label == WITH_MASK and scores[label] < self.min_confidence:
+            label = max((c for c in scores if c != WITH_MASK), key=scores.__getitem__)
+        return label
 

@@ -19,12 +19,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gate.errors import ContractError
+from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "maskgate.model-contract/1"
 #: Every class name a maskgate model may output, in canonical order.
-KNOWN_CLASSES = ("with_mask", "without_mask", "incorrect_mask")
+KNOWN_CLASSES = (WITH_MASK, WITHOUT_MASK, INCORRECT_MASK)
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 _INPUT_DTYPES = (np.float32, np.int8, np.uint8)
 

@@ -56,11 +56,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gate.settings import PolicySettings
-from gate.types import Box, Classification, Detection
+from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK, Box, Classification, Detection
 
-WITH_MASK = "with_mask"
-WITHOUT_MASK = "without_mask"
-INCORRECT_MASK = "incorrect_mask"
 #: What a face that could not be read within ``decide_within_s`` counts as: not masked.
 UNDECIDED = "undecided"
 OBSERVED_PREFIX = "observed_"

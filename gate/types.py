@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+
+#: The class names a model contract may use (output order is the contract's).
+WITH_MASK = "with_mask"
+WITHOUT_MASK = "without_mask"
+INCORRECT_MASK = "incorrect_mask"
+
 @dataclass(frozen=True)
 class Box:
     """Axis-aligned box in pixels of the frame it came from: top-left corner, width, height."""

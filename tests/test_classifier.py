@@ -66,7 +66,7 @@ def test_box_is_cropped_with_the_contract_margin(tiny_run: TinyRun, tiny_models:
 def test_sigmoid_output_becomes_two_class_scores(tiny_run: TinyRun, tmp_path: Path) -> None:
     model = tiny_model(num_outputs=1, activation="sigmoid")
     path = _contracted(model, tmp_path / "sig.tflite", ("with_mask", "without_mask"), "sigmoid")
-    classifier = MaskClassifier(path)
+    classifier = MaskClassifier(path, min_confidence=0.0)   # the top class, whatever the floor
     image = tiny_run.test_images[0]
     p = float(model.predict(image[None].astype(np.float32), verbose=0)[0, 0])
     result = classifier.classify(image)
@@ -127,3 +127,16 @@ def test_a_file_that_is_not_a_tflite_model_is_refused(kind: str, tmp_path: Path,
 def test_an_image_that_is_not_rgb_uint8_is_refused(tiny_models: dict[str, Path], image: np.ndarray) -> None:
     with pytest.raises(ImageError, match="RGB uint8"):
         MaskClassifier(tiny_models["int8"]).classify(image)
+
+
+def test_with_mask_label_needs_the_grant_floor(tiny_run: TinyRun, tiny_models: dict[str, Path]) -> None:
+    """Below the contract's floor a with_mask top class is read as the likelier other class."""
+    images = tiny_run.test_images
+    plain = [c for c in map(MaskClassifier(tiny_models["float32"], min_confidence=0.0).classify, images)]
+    strict = [c for c in map(MaskClassifier(tiny_models["float32"], min_confidence=1.0).classify, images)]
+    assert any(c.label == "with_mask" for c in plain)
+    assert all(c.label == max(c.scores, key=c.scores.get) for c in plain)
+    for loose, safe in zip(plain, strict):
+        assert safe.scores == loose.scores
+        others = {k: v for k, v in loose.scores.items() if k != "with_mask"}
+        assert safe.label == (max(others, key=others.get) if loose.label == "with_mask" else loose.label)
