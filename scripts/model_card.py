@@ -100,7 +100,10 @@ def _real_sections(check: dict | None, command: str, run: dict, floor: float) ->
     if check is not None and check.get("realmask"):
         rm = check["realmask"]
         safe = (check.get("safe_floor") or {}).get("floor")
-        for rule, m in (("top class", rm["argmax"]), (f"P(with_mask) ≥ {safe} (the check's safe floor)", rm.get("at_safe_floor"))):
+        rules = [("the gate's label (with_mask only at P(with_mask) ≥ the contract's floor)", rm["argmax"])]
+        if safe:   # a further floor on top of the contract's, when the check found one necessary
+            rules.append((f"P(with_mask) ≥ {safe} (the check's safe floor)", rm.get("at_safe_floor")))
+        for rule, m in rules:
             if m:
                 out.append(f"- `realmask/val`, this int8 file, {rule}: binary {m['binary']:.3f}, false accept "
                            f"{_pct(m['false_accept'])}, false reject {_pct(m['false_reject'])} ({m['n']} photos).")

@@ -548,7 +548,8 @@ _HEADER = ("| {first} | pictures | binary | false accept | false reject | 3-clas
 
 def model_markdown(name: str, r: dict) -> str:
     lines = [f"### {name}", "", f"`{r['model']}` (SHA-256 `{r['model_sha256'][:12]}…`), classes {', '.join(r['classes'])}.", "",
-             "Label = the model's top class (as `gate-cli test-image --assume-face` prints it).", "",
+             "Label = the gate's label, as `gate-cli test-image --assume-face` prints it: the top class, "
+             f"except that `with_mask` needs P(with_mask) ≥ the contract's floor ({r['contract_min_confidence']}).", "",
              _HEADER.format(first="half"), *(_row(k, v) for k, v in r["overall"].items()),
              *(_row(k.replace("_", ", "), v) for k, v in r["clean_vs_conditions"].items()), "",
              *(f"95 % interval, {h} half (resampling faces): binary {_acc(ci['binary'][0])}–{_acc(ci['binary'][1])}, "
@@ -590,7 +591,7 @@ def model_markdown(name: str, r: dict) -> str:
     if "realmask" in r:
         rm = r["realmask"]
         lines += ["", f"Folder `{rm['path']}` (whole crops, classified as `--assume-face`):", "",
-                  _HEADER.format(first="rule"), _row("top class", rm["argmax"])]
+                  _HEADER.format(first="rule"), _row("gate label", rm["argmax"])]
         if rm["at_safe_floor"] is not None:
             lines.append(_row(f"P(with_mask) ≥ {safe['floor']}", rm["at_safe_floor"]))
     return "\n".join(lines)
