@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from gate.errors import ConfigError, ImageError, MaskgateError, StateError
 from gate.logs import configure_logging
+from gate.paths import ensure_writable_folder
 from gate.preprocess import DEFAULT_MAX_PIXELS
 from gate.settings import EXIT_CONFIG, Settings, load_settings, parse_settings, redacted
 
@@ -122,9 +122,7 @@ def _annotation_targets(folder: Path, paths: list[Path]) -> list[Path]:
     and a name still taken (``x.jpg`` and ``x.png``, or a file given twice) gets a number.
     """
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        ensure_writable_folder(folder)
     except OSError as exc:
         raise UsageError(f"--annotate {folder}: not a folder that can be written ({exc.strerror or exc})") from None
     resolved = [Path(os.path.abspath(p)) for p in paths]

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from gate.journal import Journal
 from gate.mqtt import SEEN_IDS_FILE, MqttLink, read_password
 from gate.notify import Notifier
 from gate.outbox import Outbox
+from gate.paths import ensure_writable_folder
 from gate.policy import OBSERVED_PREFIX, Decision, DecisionPolicy, FaceObservation
 from gate.settings import Settings
 from gate.snapshots import FaceSnapshots
@@ -395,9 +395,7 @@ def check_paths(settings: Settings) -> None:
         folders["privacy.faces_dir"] = settings.state_path(settings.privacy.faces_dir)
     for key, folder in folders.items():
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+            ensure_writable_folder(folder)
         except OSError as exc:
             raise ConfigError(f"{key}: cannot use {folder} ({exc.strerror or exc})") from None
 
