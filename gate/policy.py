@@ -123,6 +123,19 @@ def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: f
     return matched
 
 
+def _as_read(track: _Track, reading: str | None) -> FaceObservation:
+    """The face as the decision read it: the evidence's label and averaged probabilities, not the
+    last frame's (which may disagree with a decision taken on many frames). An unread face keeps
+    its last frame's classification; the decision's reason says it was undecided."""
+    if reading not in (WITH_MASK, WITHOUT_MASK, INCORRECT_MASK) or track.weight <= 0.0:
+        return track.latest
+    averaged = {WITH_MASK: track.masked / track.weight, INCORRECT_MASK: track.incorrect / track.weight}
+    classes = track.latest.classification.scores
+    rest = max(0.0, 1.0 - sum(averaged[c] for c in averaged if c in classes))
+    scores = {c: averaged.get(c, rest) for c in classes}
+    return FaceObservation(track.latest.detection, Classification(reading, scores))
+
+
 def _opens(reason: str) -> bool:
     """Whether a decision with this reason opens the door (or, observing, would have)."""
     return reason.removeprefix(OBSERVED_PREFIX) in ("all_masked", "any_masked")
@@ -218,7 +231,7 @@ class DecisionPolicy:
         return Decision(
             verdict=verdict,
             reason=reason,
-            faces=tuple(t.latest for t in tracks),
+            faces=tuple(_as_read(t, r) for t, r in zip(tracks, readings)),
             track_ids=tuple(t.id for t in tracks),
             at=now,
             first_seen=min(t.first_seen for t in newcomers or tracks),  # latency is the newcomers', not a lingering track's

@@ -217,3 +217,14 @@ def test_latency_is_the_newcomers_not_a_lingering_decided_track() -> None:
     decisions = run(frames(0, 20, (LEFT, M, SURE)) + frames(20, 5, (LEFT, M, SURE), (RIGHT, M, SURE)))
     assert [d.track_ids for d in decisions] == [(1,), (1, 2)]
     assert decisions[1].first_seen == 20 / FPS
+
+
+def test_a_decision_shows_each_face_as_its_evidence_read_it():
+    """The deciding frame may disagree with the evidence (a flicker on the last frame): the decision,
+    and so the event and the log, carry the evidence's label and averaged probabilities."""
+    [decision] = run(frames(0, 2, (LEFT, M, SURE)) + frames(2, 1, (LEFT, M, 0.7)))
+    [face] = decision.faces
+    assert decision.verdict == "grant"
+    assert face.classification.label == M
+    assert face.classification.scores[M] >= 0.8 and face.classification.scores[M] < SURE
+    assert sum(face.classification.scores.values()) == pytest.approx(1.0)
