@@ -53,10 +53,21 @@ topic write homeassistant/status
 """
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all sockets stay bound until every port is chosen,
+    so the kernel cannot hand the same port out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -104,11 +115,13 @@ class Broker:
         self.workdir = Path(workdir) / "broker"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.users = dict(USERS if users is None else users)
-        self.port, self.tls_port, self.mtls_port = free_port(), free_port(), free_port()
+        self.port, self.tls_port, self.mtls_port = free_ports(3)
         self.certs = Certificates.create(self.workdir / "certs")
         self.ca_file = self.certs.ca_file
         default_acl = broker_acl(MqttSettings(remote_unlock=True, username="gate", tls={"enabled": True}, homeassistant={"enabled": True}), GATE_ID, "gate") + EXTRA_ACL
-        self._write_config(default_acl if acl is None else acl)
+        self._acl = default_acl if acl is None else acl
+        self._write_config(self._acl)
+        self._started_once = False
         self._process: subprocess.Popen[bytes] | None = None
         self.log_file = self.workdir / "mosquitto.log"
 
@@ -140,6 +153,20 @@ class Broker:
         self.config_file.write_text("\n".join(config) + "\n")
 
     def start(self) -> None:
+        """Start mosquitto; a first start that loses a port race (another process took a chosen
+        port between choosing and binding) retries on fresh ports. Restarts keep their ports."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                self._started_once = True
+                return
+            except RuntimeError as error:
+                if self._started_once or "Address already in use" not in str(error) or attempt == 2:
+                    raise
+                self.port, self.tls_port, self.mtls_port = free_ports(3)
+                self._write_config(self._acl)
+
+    def _start_once(self) -> None:
         assert self._process is None, "already running"
         log = self.log_file.open("ab")
         self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_file)], stdout=log, stderr=subprocess.STDOUT)
@@ -148,6 +175,7 @@ class Broker:
         for port in (self.port, self.tls_port, self.mtls_port):
             while True:
                 if self._process.poll() is not None:
+                    self._process = None
                     raise RuntimeError(f"mosquitto exited with {self._process.returncode}:\n{self.log_text()}")
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
