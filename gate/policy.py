@@ -36,6 +36,15 @@ How a decision comes about
   someone walking out fast, is never read and decides nothing), or when the outcome changes: a visitor who pulls the
   mask up after a deny gets a grant, pulling it down after a grant gets a deny, and a masked
   visitor denied because of a bare companion is let in once the companion has left.
+* **Re-identification.** The tracker loses faces: a visitor walking away moves too far between
+  frames for the boxes to overlap, a face is missed for a few frames. A face that no track
+  overlaps, appearing within ``reid_distance`` face widths of where a *decided* track was lost
+  (with a width within half to double of that face's) at most ``reid_within_s`` after it was
+  last seen, takes that track's place: same id, same decision, so it makes no new one. Only the
+  decision carries over, not the evidence: the face is read afresh (it may be someone else),
+  and until it is read it holds up any decision; once read, it decides again only if it lands
+  on the other side of the mask line (pulled down after a grant: deny; put on after a deny:
+  grant). A face appearing anywhere else is a newcomer.
 
 Rules and reasons (``Decision.reason``)
 ---------------------------------------
@@ -52,6 +61,7 @@ Rules and reasons (``Decision.reason``)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -64,6 +74,9 @@ OBSERVED_PREFIX = "observed_"
 REASONS = ("all_masked", "any_masked", "no_mask", "incorrect_mask", UNDECIDED)
 #: A frame's weight never drops to zero, so the average stays defined.
 _MIN_WEIGHT = 1e-3
+#: A face re-found within ``reid_within_s`` (0.5 s by default) is at most this much wider or narrower
+#: than when it was lost (walking up to the door, the demo clip's faces grow by about a third in 0.5 s).
+_REID_MAX_SIZE_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -101,26 +114,31 @@ class _Track:
     opened: bool | None = None  # whether the last decision covering this track opened the door (None: none did)
 
 
-def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: float) -> dict[int, int]:
-    """Greedy IoU matching: observation index → track index, highest overlaps first."""
-    pairs = sorted(
-        (
-            (track.box.iou(obs.detection.box), t, o)
-            for t, track in enumerate(tracks)
-            for o, obs in enumerate(observations)
-        ),
-        reverse=True,
-    )
+def _assign(pairs: list[tuple[float, int, int]]) -> dict[int, int]:
+    """Greedy one-to-one assignment of (cost, track, observation) pairs, lowest cost first:
+    observation index → track index."""
     matched: dict[int, int] = {}
     used_tracks: set[int] = set()
-    for overlap, t, o in pairs:
-        if overlap < min_iou or overlap <= 0.0:
-            break
-        if t in used_tracks or o in matched:
-            continue
-        matched[o] = t
-        used_tracks.add(t)
+    for _, t, o in sorted(pairs):
+        if t not in used_tracks and o not in matched:
+            matched[o] = t
+            used_tracks.add(t)
     return matched
+
+
+def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: float) -> dict[int, int]:
+    """IoU matching: observation index → track index, highest overlaps first."""
+    overlaps = ((track.box.iou(obs.detection.box), t, o) for t, track in enumerate(tracks) for o, obs in enumerate(observations))
+    return _assign([(-overlap, t, o) for overlap, t, o in overlaps if overlap >= min_iou and overlap > 0.0])
+
+
+def _reid_distance(lost: Box, found: Box) -> float:
+    """How far (centre to centre, in widths of the lost face) a face appeared from where one was
+    lost; infinite when their widths differ by more than a factor of 2 (not the same face)."""
+    if min(lost.w, found.w) <= 0.0 or max(lost.w, found.w) > _REID_MAX_SIZE_RATIO * min(lost.w, found.w):
+        return math.inf
+    (lx, ly), (fx, fy) = lost.center, found.center
+    return math.hypot(fx - lx, fy - ly) / lost.w
 
 
 def _as_read(track: _Track, reading: str | None) -> FaceObservation:
@@ -202,14 +220,32 @@ class DecisionPolicy:
         # Seen (not merely remembered) for decide_within_s: a face glimpsed once does not time out.
         return UNDECIDED if track.last_seen - track.first_seen >= self._settings.decide_within_s else None
 
+    def _refind(self, now: float, tracks: list[_Track], observations: list[FaceObservation],
+                matched: dict[int, int]) -> dict[int, int]:
+        """Faces no track overlaps that appeared near where a decided track was lost, at most
+        ``reid_within_s`` ago: observation index → track index, nearest first."""
+        taken = set(matched.values())
+        lost = [t for t, track in enumerate(tracks)
+                if t not in taken and track.opened is not None and now - track.last_seen <= self._settings.reid_within_s]
+        distances = ((_reid_distance(tracks[t].box, observations[o].detection.box), t, o)
+                     for t in lost for o in range(len(observations)) if o not in matched)
+        return _assign([pair for pair in distances if pair[0] <= self._settings.reid_distance])
+
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
         alive = [t for t in self._tracks if now - t.last_seen <= self._settings.track_max_age_s]
         matched = _match(alive, observations, self._settings.track_iou)
+        refound = self._refind(now, alive, observations, matched)
         updated = {t: self._observe(alive[t], now, observations[o]) for o, t in matched.items()}
+        for o, t in refound.items():
+            # The same visitor, perhaps not: only the decision carries over; the face is read afresh
+            # (until it is, it holds up any decision, so a different face cannot ride on a grant).
+            obs = observations[o]
+            again = _Track(id=alive[t].id, box=obs.detection.box, first_seen=now, last_seen=now, latest=obs, opened=alive[t].opened)
+            updated[t] = self._observe(again, now, obs)
         tracks = [updated.get(i, track) for i, track in enumerate(alive)]
         for o, obs in enumerate(observations):
-            if o not in matched:
+            if o not in matched and o not in refound:
                 fresh = _Track(id=self._next_id, box=obs.detection.box, first_seen=now, last_seen=now, latest=obs)
                 self._next_id += 1
                 tracks.append(self._observe(fresh, now, obs))

@@ -110,6 +110,15 @@ class PolicySettings(Section):
     decide_within_s: Seconds = Field(1.0, description="A face not read within this long counts as not masked (deny, reason 'undecided')")
     track_iou: Fraction = Field(0.3, description="Box overlap that links a face to its track in the previous frame")
     track_max_age_s: Seconds = Field(1.0, description="A track unseen this long is forgotten")
+    reid_within_s: Annotated[float, Field(ge=0.0)] = Field(0.5, description="A face that appears within this long of a decided face being lost, near where it was lost, is that visitor again: it inherits the decision and makes a new one only if it reads across the mask line; 0 = off; at most track_max_age_s")
+    reid_distance: Annotated[float, Field(gt=0.0, le=5.0)] = Field(1.5, description="How near (centre to centre, in widths of the lost face) a face must appear to be the lost one again; its width must also be within half to double the lost face's")
+
+    @model_validator(mode="after")
+    def _reid_within_track_age(self) -> PolicySettings:
+        """A lost track is only remembered for track_max_age_s: re-identification cannot reach further back."""
+        if self.reid_within_s > self.track_max_age_s:
+            raise ValueError(f"policy.reid_within_s ({self.reid_within_s}) must be at most policy.track_max_age_s ({self.track_max_age_s})")
+        return self
 
 
 class PrivacySettings(Section):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import pytest
 
 from gate.policy import Decision, DecisionPolicy, FaceObservation
-from gate.settings import PolicySettings
+from gate.errors import ConfigError
+from gate.settings import PolicySettings, parse_settings
 from gate.types import Box, Classification, Detection
 
 FPS = 30
 LEFT = (100, 100, 80, 80)
 RIGHT = (400, 100, 80, 80)
 SPOTS = [(40 + 150 * i, 120, 72, 72) for i in range(4)]
+# Where LEFT / RIGHT are re-found after being lost, walking away: too far for the boxes to overlap
+# (IoU 0.14 < track_iou), near enough to be them again (0.75 face widths < reid_distance).
+LEFT_ON, RIGHT_ON = (160, 100, 80, 80), (460, 100, 80, 80)
 M, W, I = "with_mask", "without_mask", "incorrect_mask"
 SURE, UNSURE = 0.95, 0.45
 CONTRACT_FLOOR = 0.6  # the model contract's min_confidence; below the policy's decide_confidence (0.8)
@@ -27,6 +31,21 @@ def observation(box: tuple[float, float, float, float], label: str, confidence: 
 def frames(start: int, count: int, *faces: tuple) -> list[tuple[int, list[tuple]]]:
     """``count`` frames from frame number ``start``, each showing ``faces`` (box, label, confidence)."""
     return [(start + i, list(faces)) for i in range(count)]
+
+
+def walking_out(start: int, count: int, *faces: tuple[tuple, str]) -> list[tuple[int, list[tuple]]]:
+    """Faces (box, label) walking right 40 px a frame (IoU 0.33 with the last box), missed every
+    4th frame (a real-time demo dropping frames): after each miss, no box overlaps the last one."""
+    return [(start + i, [] if i % 4 == 3 else [((x + 40 * i, y, w, h), label, SURE) for (x, y, w, h), label in faces])
+            for i in range(count)]
+
+
+def lingering_with_dropouts(seconds: int, label: str) -> list[tuple[int, list[tuple]]]:
+    """One visitor for ``seconds``: every 2 s the face is lost for 6 frames and re-found with a box
+    that does not overlap the last one enough (IoU 0.22), alternately at LEFT and beside it."""
+    beside = (150, 100, 84, 84)
+    return [frame for cycle in range(seconds // 2)
+            for frame in frames(cycle * 60, 54, (beside if cycle % 2 else LEFT, label, SURE)) + frames(cycle * 60 + 54, 6)]
 
 
 def alternating(start: int, count: int, box: tuple, first: str, second: str) -> list[tuple[int, list[tuple]]]:
@@ -139,6 +158,39 @@ CASES = {
     "short detector gap: same track, no second decision": (
         frames(0, 30, (LEFT, M, SURE)) + frames(30, 10) + frames(40, 30, (LEFT, M, SURE)),
         {"track_max_age_s": 1.0}, [(2, "grant", "all_masked", (1,))]),
+    # -- re-identification: a lost face re-found near where it was lost is the same visitor -------
+    "masked pair lost for 5 frames, re-found further on: one grant": (
+        frames(0, 30, (LEFT, M, SURE), (RIGHT, M, SURE)) + frames(30, 5) + frames(35, 30, (LEFT_ON, M, SURE), (RIGHT_ON, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1, 2))]),
+    "masked pair walking out, every 4th frame missed: one grant": (
+        frames(0, 30, (LEFT, M, SURE), (RIGHT, M, SURE)) + walking_out(30, 16, (LEFT, M), (RIGHT, M)) + frames(46, 60),
+        {}, [(2, "grant", "all_masked", (1, 2))]),
+    "lingering 60 s with dropouts: one decision": (
+        lingering_with_dropouts(60, M), {}, [(2, "grant", "all_masked", (1,))]),
+    "lingering bare face 60 s with dropouts: one deny": (
+        lingering_with_dropouts(60, W), {}, [(2, "deny", "no_mask", (1,))]),
+    "re-found face now unmasked: deny": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 5) + frames(35, 30, (LEFT_ON, W, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (37, "deny", "no_mask", (1,))]),
+    "re-found denied face now masked: grant": (
+        frames(0, 30, (LEFT, W, SURE)) + frames(30, 5) + frames(35, 30, (LEFT_ON, M, SURE)),
+        {}, [(2, "deny", "no_mask", (1,)), (37, "grant", "all_masked", (1,))]),
+    "granted face lost, a different face appearing elsewhere: new decision": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 3) + frames(33, 30, (RIGHT, W, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (35, "deny", "no_mask", (1, 2))]),
+    "granted face lost, a face twice its size at the same spot: new decision": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 3) + frames(33, 30, ((90, 90, 170, 170), M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (35, "grant", "all_masked", (1, 2))]),
+    "lost longer than reid_within_s: a newcomer": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 20) + frames(50, 30, (LEFT_ON, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (52, "grant", "all_masked", (1, 2))]),
+    "reid_within_s = 0 turns re-identification off": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 5) + frames(35, 30, (LEFT_ON, M, SURE)),
+        {"reid_within_s": 0.0}, [(2, "grant", "all_masked", (1,)), (37, "grant", "all_masked", (1, 2))]),
+    "a bare face re-found where a granted one was lost cannot ride on it with a masked newcomer": (
+        frames(0, 30, (LEFT, M, SURE)) + frames(30, 3)
+        + frames(33, 4, (LEFT_ON, W, UNSURE), (RIGHT, M, SURE)) + frames(37, 30, (LEFT_ON, W, SURE), (RIGHT, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (37, "deny", "no_mask", (1, 2))]),
     # -- rules ------------------------------------------------------------------------------------
     "any_masked: one masked face is enough": (
         frames(0, 5, (LEFT, M, SURE), (RIGHT, W, SURE)), {"rule": "any_masked"}, [(2, "grant", "any_masked", (1, 2))]),
@@ -228,3 +280,10 @@ def test_a_decision_shows_each_face_as_its_evidence_read_it():
     assert face.classification.label == M
     assert face.classification.scores[M] >= 0.8 and face.classification.scores[M] < SURE
     assert sum(face.classification.scores.values()) == pytest.approx(1.0)
+
+
+def test_reid_window_cannot_outlast_the_track() -> None:
+    """A lost track is forgotten after track_max_age_s: a longer re-identification window is refused, by key."""
+    with pytest.raises(ConfigError, match=r"policy\.reid_within_s \(1\.5\) must be at most policy\.track_max_age_s \(1\.0\)"):
+        parse_settings({"policy": {"reid_within_s": 1.5}}, environ={})
+    assert parse_settings({"policy": {"reid_within_s": 2.0, "track_max_age_s": 2.0}}, environ={}).policy.reid_within_s == 2.0
