@@ -200,8 +200,8 @@ def _demo_state_dir(settings: Settings) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole gate on the generated door clip: mock GPIO, no broker; decisions printed live.
 
-    Exit 1 when the gate got a visitor wrong (verdict or reason), so the first command a newcomer
-    runs never hides a wrong answer.
+    Exit 1 when the gate got a visitor wrong (verdict or reason), decided one visitor more than once,
+    or decided with nobody at the door, so the first command a newcomer runs never hides a wrong answer.
     """
     from gate.daemon import serve
 
@@ -273,28 +273,29 @@ def _print_health(health: dict[str, Any]) -> None:
 
 
 def _print_visitors(segments: list[dict[str, Any]], decided: list[tuple[float, str, str]], rule: str) -> int:
-    """Each visitor's expected verdict and reason against every decision in its window (from its
-    arrival to the next visitor's); a decision before the first visitor is wrong too.
-    Returns the number of wrong visitors plus stray decisions."""
+    """Each visitor against the decisions taken while they were in view (arrival to leaving): one
+    visitor, one decision, the expected verdict and reason. Marks [MISMATCH] (none, or a wrong
+    one), [REPEAT] (right, but more than one) and [EXTRA] (a decision with nobody in view).
+    Returns the number of visitors not [ok] plus extra decisions."""
     if not segments:
         return 0
-    starts = [float(s["start"]) for s in segments]
-    stray = [d for d in decided if d[0] < starts[0]]
-    for t, verdict, reason in stray:
-        print(f"  [MISMATCH] {t:.1f} s: {verdict} ({reason}) with nobody at the door")
+    windows = [(float(s["start"]), float(s["end"])) for s in segments]
+    extra = [d for d in decided if not any(start <= d[0] <= end for start, end in windows)]
     wrong = 0
-    for number, segment in enumerate(segments, 1):
-        end = starts[number] if number < len(starts) else float("inf")
+    for number, (segment, (start, end)) in enumerate(zip(segments, windows), 1):
         verdict, reason = _expected(rule, list(segment["labels"]))
-        got = [d for d in decided if starts[number - 1] <= d[0] < end]
+        got = [d for d in decided if start <= d[0] <= end]
         said = "; ".join(f"{t:.1f} s {v} ({r})" for t, v, r in got) or "nothing"
         right = bool(got) and all((v, r) == (verdict, reason) for _, v, r in got)
-        wrong += not right
-        print(f"  visitor {number} ({' + '.join(segment['labels'])}): expected {verdict} ({reason}), gate said {said}  [{'ok' if right else 'MISMATCH'}]")
-        if not right:
-            print(f"  [MISMATCH] visitor {number}: expected {verdict} ({reason}), got {said}")
-    print(f"  {len(segments) - wrong} of {len(segments)} visitors right" + (f"; {len(stray)} stray decision(s)" if stray else ""))
-    return wrong + len(stray)
+        tag = "MISMATCH" if not right else "REPEAT" if len(got) > 1 else "ok"
+        wrong += tag != "ok"
+        print(f"  visitor {number} ({' + '.join(segment['labels'])}): expected {verdict} ({reason}), gate said {said}  [{tag}]")
+        if tag != "ok":
+            print(f"  [{tag}] visitor {number}: expected {verdict} ({reason}){' once' if tag == 'REPEAT' else ''}, got {said}")
+    for t, v, r in extra:
+        print(f"  [EXTRA] {t:.1f} s: {v} ({r}) with nobody at the door")
+    print(f"  {len(segments) - wrong} of {len(segments)} visitors right" + (f"; {len(extra)} decision(s) with nobody at the door" if extra else ""))
+    return wrong + len(extra)
 
 
 # -- test-camera -----------------------------------------------------------------------------

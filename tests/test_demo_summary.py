@@ -1,0 +1,39 @@
+"""The demo's summary hides no wrong answer: one visitor, one decision, none with nobody in view."""
+
+from __future__ import annotations
+
+import pytest
+
+from gate.cli import _print_visitors
+
+# The demo clip's visitor 4: a masked pair in view from 17.1 s to 20.8 s; the next one from 22.3 s.
+PAIR = {"start": 17.1, "end": 20.8, "labels": ["with_mask", "with_mask"]}
+BARE = {"start": 22.3, "end": 26.0, "labels": ["without_mask"]}
+GRANT, DENY = ("grant", "all_masked"), ("deny", "no_mask")
+
+CASES = {
+    "one right decision each: ok": ([(18.6, *GRANT), (23.0, *DENY)], 0, ["[ok]"] * 2),
+    # the demo before re-identification: the pair re-found as new tracks as they walk away
+    "the pair granted twice in view: REPEAT": (
+        [(18.6, *GRANT), (20.5, *GRANT), (23.0, *DENY)], 1,
+        ["[REPEAT] visitor 1: expected grant (all_masked) once, got 18.6 s grant (all_masked); 20.5 s grant (all_masked)"]),
+    "a grant after the pair left: EXTRA": (
+        [(18.6, *GRANT), (21.5, *GRANT), (23.0, *DENY)], 1, ["[EXTRA] 21.5 s: grant (all_masked) with nobody at the door"]),
+    "a decision before anyone came: EXTRA": ([(0.4, *DENY), (18.6, *GRANT), (23.0, *DENY)], 1, ["[EXTRA] 0.4 s: deny (no_mask)"]),
+    "a right and a wrong decision: MISMATCH, not REPEAT": (
+        [(18.6, *GRANT), (20.0, *DENY), (23.0, *DENY)], 1,
+        ["[MISMATCH] visitor 1: expected grant (all_masked), got 18.6 s grant (all_masked); 20.0 s deny (no_mask)"]),
+    "a decision on the frame the visitor leaves still counts as theirs": ([(20.8, *GRANT), (22.3, *DENY)], 0, ["[ok]"] * 2),
+    "every problem counts": (
+        [(1.0, *GRANT), (18.0, *GRANT), (19.0, *GRANT), (21.0, *GRANT), (24.0, *GRANT)], 4,
+        ["[EXTRA] 1.0 s", "[REPEAT] visitor 1", "[EXTRA] 21.0 s", "[MISMATCH] visitor 2", "0 of 2 visitors right; 2 decision(s) with nobody at the door"]),
+}
+
+
+@pytest.mark.parametrize(("decided", "problems", "lines"), CASES.values(), ids=CASES.keys())
+def test_summary_marks_and_counts_every_wrong_answer(decided: list, problems: int, lines: list[str], capsys) -> None:
+    assert _print_visitors([PAIR, BARE], decided, "all_masked") == problems
+    out = capsys.readouterr().out
+    for line in lines:
+        assert line in out
+    assert sum(line.startswith("  [") for line in out.splitlines()) == problems  # one marked line per problem
