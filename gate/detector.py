@@ -27,9 +27,13 @@ costs one short-range run, while the full pass costs a full-range run plus confi
   camera noise averages out at that size): what did not change since the models last looked at
   it would get the same answer, so it is not looked at again;
 * a known face whose region (its box × 1.5) did not change since its last confirmation is kept
-  as it is, without any model run (a visitor standing still); one that changed is confirmed
-  again on a crop around its last box, with the same bar as its first confirmation (the
-  proposal score is remembered);
+  as it is, without any model run (a visitor standing still); one that changed is first looked
+  for on the small grey frame by template matching against its look at that confirmation
+  (``follow_correlation``, within a quarter of its size): a face that only shifted (a visitor
+  swaying) is followed there without a model run; one that changed otherwise (turned, came
+  closer, left) is confirmed again on a crop around its last box, with the same bar as its
+  first confirmation (the proposal score is remembered). Following never drifts: it always
+  compares with the look a model confirmed;
 * the full-frame pass (full-range + confirmation of the proposals away from known faces) runs
   when the region of interest changed since the last full pass away from the known faces and
   their bodies (someone may have come; an empty, unchanged scene costs no model run), when a
@@ -91,6 +95,10 @@ MIN_CHANGED_PX = 4
 #: …and, for a known face, the share of its region that must have changed before it is re-found
 #: (a box a few pixels stale still frames the face: the classifier's crop has a margin).
 MOVED_SHARE = 0.1
+#: A followed face is searched this far (fraction of its box side) from where it was confirmed.
+FOLLOW_REACH = 0.25
+#: Grey-level standard deviation below which a face's look is too flat to follow (re-found instead).
+MIN_FOLLOW_CONTRAST = 4.0
 #: Width of a known person's region (its face's side × this, from the face down to the bottom of
 #: the frame), where motion is theirs and does not call for a full pass: head, shoulders, arms.
 PERSON_WIDTH = CONFIRM_CROP_SCALE
@@ -108,6 +116,14 @@ class BlazeFaceModel:
 
 SHORT_RANGE = BlazeFaceModel(FACE_DETECTION_SHORT, 128, (8, 16, 16, 16), 2)
 FULL_RANGE = BlazeFaceModel(FACE_DETECTION_FULL, 192, (4,), 1)
+
+
+@dataclass(frozen=True)
+class _Look:
+    """A known face as a model last confirmed it: the small grey frame then, and its row then."""
+
+    small: np.ndarray
+    row: np.ndarray
 
 
 class FaceDetector(Protocol):
@@ -316,7 +332,7 @@ class BlazeFaceDetector:
         """Forget earlier frames: the next ``detect`` runs the full pass, tile search included."""
         self._known = np.zeros((0, _NUM_COORDS + 1), np.float32)
         self._known_scores = np.zeros(0, np.float32)
-        self._known_refs: list[np.ndarray] = []  # per known face: the small grey frame of its last confirmation
+        self._known_looks: list[_Look] = []  # per known face: how it looked at its last confirmation
         self._scene_ref: np.ndarray | None = None  # the small grey frame the last full pass looked at
         self._frames_since_full_pass = 0
         self._frames_without_face = 0
@@ -357,12 +373,16 @@ class BlazeFaceDetector:
         settings = self._settings
         small = _small_grey(image)
         gated = settings.motion_threshold > 0 and self._scene_ref is not None and self._scene_ref.shape == small.shape
-        known, known_scores, refs = self._known, self._known_scores, self._known_refs
-        moved = np.array([not gated or self._moved(small, ref, row) for row, ref in zip(known, refs)], bool)
+        known, known_scores, looks = self._known.copy(), self._known_scores, self._known_looks
+        moved = np.array([not gated or self._moved(small, look.small, row) for row, look in zip(known, looks)], bool)
+        for index in np.flatnonzero(moved) if gated else ():
+            followed = self._follow(small, looks[index])
+            if followed is not None:
+                known[index], moved[index] = followed, False
         rows, scores = self._confirm(image, known[moved, :_NUM_COORDS], known[moved, _PROPOSAL_SCORE])
         lost = len(scores) < int(moved.sum())
+        refs = [look for look, m in zip(looks, moved) if not m] + [_Look(small, row) for row in rows]
         rows, scores = np.concatenate([known[~moved], rows]), np.concatenate([known_scores[~moved], scores])
-        refs = [ref for ref, m in zip(refs, moved) if not m] + [small] * (len(rows) - int((~moved).sum()))
         self._frames_since_full_pass += 1
         if (not gated or lost or (len(known) and self._frames_since_full_pass >= settings.full_scan_every)
                 or self._changed_outside(small, known)):
@@ -377,16 +397,37 @@ class BlazeFaceDetector:
             rejections = settings.max_rejections if not len(rows) else 1
             new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], rejections)
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
-            refs += [small] * len(new_scores)
+            refs += [_Look(small, row) for row in new_rows]
             if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
                 rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections)
-                refs = [small] * len(scores)
+                refs = [_Look(small, row) for row in rows]
             self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
         merged, scores = weighted_nms(rows, scores, settings.nms_iou)
-        self._known_refs = [refs[int(np.argmax(_iou_one_to_many(row, rows)))] for row in merged]
+        self._known_looks = [refs[int(np.argmax(_iou_one_to_many(row, rows)))] for row in merged]
         self._known, self._known_scores = merged, scores
         return merged, scores
+
+    def _follow(self, small: np.ndarray, look: _Look) -> np.ndarray | None:
+        """The face's row moved to where its confirmed look matches the small frame best, or None when
+        no place within FOLLOW_REACH matches well enough (``follow_correlation``) or the best is at the
+        edge of the search (it may have gone further)."""
+        x0, y0, x1, y1 = _small_region(look.row, 1.0, small.shape)
+        template = look.small[y0:y1, x0:x1]
+        if template.size == 0 or float(template.std()) < MIN_FOLLOW_CONTRAST:
+            return None
+        reach = max(1, round(FOLLOW_REACH * max(x1 - x0, y1 - y0)))
+        height, width = small.shape
+        sx0, sy0, sx1, sy1 = max(0, x0 - reach), max(0, y0 - reach), min(width, x1 + reach), min(height, y1 + reach)
+        match = cv2.matchTemplate(small[sy0:sy1, sx0:sx1], template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (bx, by) = cv2.minMaxLoc(match)
+        at_edge = (bx in (0, match.shape[1] - 1) and match.shape[1] > 1) or (by in (0, match.shape[0] - 1) and match.shape[0] > 1)
+        if best < self._settings.follow_correlation or at_edge:
+            return None
+        row = look.row.copy()
+        row[0:_NUM_COORDS:2] += (sx0 + bx - x0) * MOTION_SCALE
+        row[1:_NUM_COORDS:2] += (sy0 + by - y0) * MOTION_SCALE
+        return row
 
     def _moved(self, small: np.ndarray, ref: np.ndarray, row: np.ndarray) -> bool:
         """Whether the face of ``row`` (a little more than its box) changed since its reference frame."""

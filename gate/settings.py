@@ -80,6 +80,7 @@ class DetectorSettings(Section):
     tile_threshold: Fraction = Field(0.3, description="Short-range score on a tile needed to propose a face")
     max_rejections: int = Field(3, ge=1, le=100, description="Confirm proposals best first and stop after this many were rejected (each costs one short-range run)")
     full_scan_every: int = Field(8, ge=1, le=30, description="While faces are known, re-find them on crops and run the full-frame pass at least every Nth frame (sooner when something moves away from them or one is lost); 1 = every frame")
+    follow_correlation: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.9, description="A known face that moved is followed without a model run where its last confirmed look matches the new frame this well (normalised correlation on the 1/4-size grey frame); below it, or moved further than a quarter of its size, it is re-found by the short-range model; 1 = always re-find")
     motion_threshold: int = Field(10, ge=0, le=255, description="Grey-level change (on a 1/4-size frame) that counts as motion: still known faces are kept without re-detection, and an unchanged empty scene is not searched again; 0 = look at every frame")
     tile_every: int = Field(6, ge=1, le=100, description="While no face is found, run the tile search on the first full-frame pass without a face and then on every Nth; 1 = every one")
     nms_iou: Fraction = Field(0.3, description="Overlap above which two boxes are merged (weighted NMS)")

@@ -255,7 +255,7 @@ def test_missing_model_files_name_the_fix(tmp_path: Path) -> None:
     assert DEFAULT_ASSETS_DIR.is_dir()
 
 
-# -- across frames: known faces re-found on crops, full pass on a schedule --------------------------
+# -- across frames: known faces followed or re-found on crops, full pass on a schedule ------------
 
 
 class ModelRuns:
@@ -280,22 +280,55 @@ class ModelRuns:
         return counts
 
 
-def test_a_still_face_costs_no_run_a_moving_one_one_short_range_run(faces) -> None:
+def test_a_still_face_costs_no_run_a_swaying_one_is_followed_without_one(faces) -> None:
     detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4))
     runs = ModelRuns(detector)
     frame = door_background(5)
     truth = paste(frame, faces[0][0], faces[0][2], 96, 200, 150)
-    assert found(detector.detect(frame), truth)
+    first = detector.detect(frame)
+    assert found(first, truth)
     assert runs.take()[0] == 1  # first frame: the full pass
     moved = door_background(5)
-    truth = paste(moved, faces[0][0], faces[0][2], 96, 206, 152)  # the person sways a little
-    assert found(detector.detect(moved), truth)
-    assert runs.take() == (0, 1)  # re-found on a crop around its last box
+    truth = paste(moved, faces[0][0], faces[0][2], 96, 208, 152)  # the person sways a little
+    detections = detector.detect(moved)
+    assert runs.take() == (0, 0)  # followed on the grey frame: its confirmed look, 8 px to the right
+    assert found(detections, truth)
+    assert detections[0].box.x == pytest.approx(first[0].box.x + 8, abs=2)
     for _ in range(2):
         assert found(detector.detect(moved), truth)
         assert runs.take() == (0, 0)  # nothing moved: the face is where it was
     assert found(detector.detect(moved), truth)
     assert runs.take()[0] == 1  # every 4th frame the whole frame is searched again anyway
+
+
+def test_a_face_that_changed_is_re_found_by_the_model_not_followed(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=30))
+    runs = ModelRuns(detector)
+    frame = door_background(5)
+    paste(frame, faces[0][0], faces[0][2], 96, 200, 150)
+    detector.detect(frame)
+    runs.take()
+    closer = door_background(5)
+    truth = paste(closer, faces[0][0], faces[0][2], 120, 190, 140)  # stepped closer: a bigger face
+    assert found(detector.detect(closer), truth)
+    assert runs.take() == (0, 1)  # its look no longer matches: re-found on a crop, one short-range run
+    other = door_background(5)
+    truth = paste(other, faces[1][0], faces[1][2], 120, 190, 140)  # someone else where it was
+    assert found(detector.detect(other), truth)
+    assert runs.take()[1] >= 1
+
+
+def test_with_following_off_a_swaying_face_costs_one_short_range_run(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=30, follow_correlation=1.0))
+    runs = ModelRuns(detector)
+    frame = door_background(5)
+    paste(frame, faces[0][0], faces[0][2], 96, 200, 150)
+    detector.detect(frame)
+    runs.take()
+    moved = door_background(5)
+    truth = paste(moved, faces[0][0], faces[0][2], 96, 208, 152)
+    assert found(detector.detect(moved), truth)
+    assert runs.take() == (0, 1)
 
 
 def test_a_newcomer_away_from_known_faces_is_found_at_once(faces) -> None:
