@@ -55,6 +55,7 @@ with the options of ``face_detection_{short,full}_range.pbtxt``.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,33 +209,57 @@ def decode(regressors: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, 
 
 
 def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    # np.maximum, not np.clip: called for every known face on every frame, where np.clip's overhead dominated.
+    ix = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
+    iy = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
     inter = ix * iy
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    union = area(box) + area(boxes) - inter
+    area = max(float(box[2] - box[0]), 0.0) * max(float(box[3] - box[1]), 0.0)
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _pairwise_iou(boxes: np.ndarray) -> np.ndarray:
+    """IoU of every box with every box (N×N), in one vectorised step."""
+    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
+    ix = np.maximum(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0)
+    iy = np.maximum(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0)
+    inter = ix * iy
+    areas = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    union = areas[:, None] + areas[None] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's WEIGHTED suppression: each cluster (IoU > threshold with its best box) becomes the
     score-weighted mean of its members (box and keypoints), keeping the best score."""
+    merged_boxes, merged_scores, _ = _weighted_nms(boxes, scores, iou_threshold)
+    return merged_boxes, merged_scores
+
+
+def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """:func:`weighted_nms`, also returning the index (into ``boxes``) of each cluster's best member."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores = boxes[order], scores[order]
-    merged_boxes, merged_scores = [], []
+    overlapping = _pairwise_iou(boxes) > iou_threshold
+    merged_boxes, merged_scores, leaders = [], [], []
     remaining = np.ones(len(scores), bool)
     for i in range(len(scores)):
         if not remaining[i]:
             continue
-        cluster = remaining & (_iou_one_to_many(boxes[i], boxes) > iou_threshold)
+        cluster = remaining & overlapping[i]
         cluster[i] = True
-        weights = scores[cluster]
-        merged_boxes.append((boxes[cluster] * weights[:, None]).sum(axis=0) / weights.sum())
+        if cluster.sum() == 1:
+            merged_boxes.append(boxes[i])
+        else:
+            weights = scores[cluster]
+            merged_boxes.append((boxes[cluster] * weights[:, None]).sum(axis=0) / weights.sum())
         merged_scores.append(scores[i])
+        leaders.append(int(order[i]))
         remaining &= ~cluster
     if not merged_boxes:
-        return np.zeros((0, boxes.shape[1]), np.float32), np.zeros(0, np.float32)
-    return np.array(merged_boxes, np.float32), np.array(merged_scores, np.float32)
+        return np.zeros((0, boxes.shape[1]), np.float32), np.zeros(0, np.float32), []
+    return np.array(merged_boxes, np.float32), np.array(merged_scores, np.float32), leaders
 
 
 class _BlazeFace:
@@ -304,11 +329,13 @@ def _small_grey(image: np.ndarray) -> np.ndarray:
 
 def _small_region(row: np.ndarray, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """The square of ``scale`` × the longer side of ``row``'s box, around its centre, in small-image pixels."""
-    half = scale * max(row[2] - row[0], row[3] - row[1]) / 2 / MOTION_SCALE
-    cx, cy = (row[0] + row[2]) / 2 / MOTION_SCALE, (row[1] + row[3]) / 2 / MOTION_SCALE
+    x0, y0, x1, y1 = (float(v) for v in row[:4])
+    half = scale * max(x1 - x0, y1 - y0) / 2 / MOTION_SCALE
+    cx, cy = (x0 + x1) / 2 / MOTION_SCALE, (y0 + y1) / 2 / MOTION_SCALE
     height, width = shape[:2]
-    return (int(np.clip(cx - half, 0, width)), int(np.clip(cy - half, 0, height)),
-            int(np.clip(np.ceil(cx + half), 0, width)), int(np.clip(np.ceil(cy + half), 0, height)))
+    clamp = lambda v, high: min(max(v, 0), high)  # noqa: E731 - plain floats: np.clip costs more than the rest
+    return (int(clamp(cx - half, width)), int(clamp(cy - half, height)),
+            int(clamp(math.ceil(cx + half), width)), int(clamp(math.ceil(cy + half), height)))
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -403,8 +430,8 @@ class BlazeFaceDetector:
                 refs = [_Look(small, row) for row in rows]
             self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
-        merged, scores = weighted_nms(rows, scores, settings.nms_iou)
-        self._known_looks = [refs[int(np.argmax(_iou_one_to_many(row, rows)))] for row in merged]
+        merged, scores, leaders = _weighted_nms(rows, scores, settings.nms_iou)
+        self._known_looks = [refs[i] for i in leaders]
         self._known, self._known_scores = merged, scores
         return merged, scores
 
@@ -414,7 +441,7 @@ class BlazeFaceDetector:
         edge of the search (it may have gone further)."""
         x0, y0, x1, y1 = _small_region(look.row, 1.0, small.shape)
         template = look.small[y0:y1, x0:x1]
-        if template.size == 0 or float(template.std()) < MIN_FOLLOW_CONTRAST:
+        if template.size == 0 or float(cv2.meanStdDev(template)[1][0, 0]) < MIN_FOLLOW_CONTRAST:
             return None
         reach = max(1, round(FOLLOW_REACH * max(x1 - x0, y1 - y0)))
         height, width = small.shape
