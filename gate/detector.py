@@ -38,7 +38,11 @@ costs one short-range run, while the full pass costs a full-range run plus confi
   when the region of interest changed since the last full pass away from the known faces and
   their bodies (someone may have come; an empty, unchanged scene costs no model run), when a
   known face was not re-found, and at least every ``full_scan_every`` frames while faces are
-  known, so a newcomer right next to a known face waits at most that many frames;
+  known, so a newcomer right next to a known face waits at most that many frames. What the last
+  full pass rejected was looked at too (the confirmation crop around each rejected proposal):
+  change inside those crops waits for the same schedule, so something face-like that moves but
+  is never confirmed (a face the models cannot see, a swaying plant) costs a full pass every
+  ``full_scan_every`` frames instead of one every few frames;
 * the tile search runs on the first full pass without a face and then on every
   ``tile_every``-th full pass while none is found.
 
@@ -361,6 +365,7 @@ class BlazeFaceDetector:
         self._known_scores = np.zeros(0, np.float32)
         self._known_looks: list[_Look] = []  # per known face: how it looked at its last confirmation
         self._scene_ref: np.ndarray | None = None  # the small grey frame the last full pass looked at
+        self._rejected: list[np.ndarray] = []  # rows the last full pass rejected: their confirmation crops were looked at
         self._frames_since_full_pass = 0
         self._frames_without_face = 0
 
@@ -411,10 +416,11 @@ class BlazeFaceDetector:
         refs = [look for look, m in zip(looks, moved) if not m] + [_Look(small, row) for row in rows]
         rows, scores = np.concatenate([known[~moved], rows]), np.concatenate([known_scores[~moved], scores])
         self._frames_since_full_pass += 1
-        if (not gated or lost or (len(known) and self._frames_since_full_pass >= settings.full_scan_every)
-                or self._changed_outside(small, known)):
+        due = self._frames_since_full_pass >= settings.full_scan_every
+        if not gated or lost or (len(known) and due) or self._changed(small, known, due):
             self._frames_since_full_pass = 0
             self._scene_ref = small
+            self._rejected = []
             proposals, proposal_scores = self._full.run(image, settings.score_threshold, settings.nms_iou)
             overlaps = np.array([_iou_one_to_many(row, proposals) >= _CONFIRM_MIN_IOU for row in rows]).reshape(len(rows), len(proposals))
             for row, overlapping in zip(rows, overlaps):  # a known face keeps its best proposal score
@@ -422,11 +428,11 @@ class BlazeFaceDetector:
             newcomers = ~overlaps.any(axis=0)
             # With faces known, a newcomer is the best proposal left: one rejection ends the search.
             rejections = settings.max_rejections if not len(rows) else 1
-            new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], rejections)
+            new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], rejections, self._rejected)
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
             refs += [_Look(small, row) for row in new_rows]
             if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
-                rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections)
+                rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections, self._rejected)
                 refs = [_Look(small, row) for row in rows]
             self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
@@ -463,16 +469,22 @@ class BlazeFaceDetector:
         changed = np.count_nonzero(cv2.absdiff(now, then) > self._settings.motion_threshold)
         return now.size == 0 or changed > max(MIN_CHANGED_PX, MOVED_SHARE * now.size)
 
-    def _changed_outside(self, small: np.ndarray, known: np.ndarray) -> bool:
+    def _changed(self, small: np.ndarray, known: np.ndarray, due: bool) -> bool:
         """Whether the region of interest changed since the last full pass away from the known people
         (each face's column, PERSON_WIDTH wide, from just above the face to the bottom of the frame:
-        a head turning, a walking body): someone new may have come. A newcomer inside those regions
-        waits for the scheduled full pass (``full_scan_every``)."""
+        a head turning, a walking body) and away from what that pass rejected (the confirmation crops
+        of its rejected proposals): someone new may have come. Change inside the rejected crops
+        counts once the scheduled full pass is ``due``; a newcomer inside a known person's region
+        waits for that schedule too (``full_scan_every``)."""
         assert self._scene_ref is not None
         mask = cv2.absdiff(small, self._scene_ref) > self._settings.motion_threshold
         for row in known:
             x0, y0, x1, _ = _small_region(row, PERSON_WIDTH, small.shape)
             mask[y0:, x0:x1] = False
+        if not due:
+            for row in self._rejected:
+                x0, y0, x1, y1 = _small_region(row, CONFIRM_CROP_SCALE, small.shape)
+                mask[y0:y1, x0:x1] = False
         height, width = small.shape
         rx0, ry0, rx1, ry1 = self._settings.roi
         inside = mask[int(ry0 * height) : int(np.ceil(ry1 * height)), int(rx0 * width) : int(np.ceil(rx1 * width))]
@@ -492,12 +504,14 @@ class BlazeFaceDetector:
             all_scores.append(scores)
         return weighted_nms(np.concatenate(all_rows), np.concatenate(all_scores), self._settings.nms_iou)
 
-    def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray, max_rejections: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray, max_rejections: int | None = None,
+                 rejected_rows: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Keep proposals the short-range model also sees on a crop around them, with its (tighter) box.
 
         Kept when confirmation score + PROPOSAL_WEIGHT × proposal score ≥ confirm_threshold.
         Proposals are tried best first; after ``max_rejections`` rejections the rest are dropped.
-        Returned rows end with the proposal's score (``_PROPOSAL_SCORE``); not merged.
+        Returned rows end with the proposal's score (``_PROPOSAL_SCORE``); not merged. The rows
+        tried and rejected are appended to ``rejected_rows`` when given.
         """
         assert self._short is not None
         confirmed_rows, confirmed_scores = [], []
@@ -521,6 +535,8 @@ class BlazeFaceDetector:
                 confirmed_scores.append(found_scores[best])
             else:
                 rejected += 1
+                if rejected_rows is not None:
+                    rejected_rows.append(row)
         if not confirmed_rows:
             return np.zeros((0, _NUM_COORDS + 1), np.float32), np.zeros(0, np.float32)
         return np.array(confirmed_rows, np.float32), np.array(confirmed_scores, np.float32)

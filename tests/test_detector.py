@@ -381,6 +381,32 @@ def test_an_unchanged_empty_scene_is_not_searched_again() -> None:
         assert runs.take()[0] == 1
 
 
+def test_change_where_the_last_full_pass_rejected_something_waits_for_the_schedule() -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4, tile_search=False))
+    runs = ModelRuns(detector)
+    scene = door_background(13)  # a wall with one patch the full-range model proposes
+    assert detector.detect(scene) == [] and runs.take()[0] == 1
+    assert detector._rejected, "the wall offers a proposal that confirmation rejects"
+    row = detector._rejected[0]
+    cx, cy = int((row[0] + row[2]) / 2), int((row[1] + row[3]) / 2)
+
+    def blink(frame: np.ndarray, x: int, y: int, level: int) -> np.ndarray:
+        lit = frame.copy()
+        lit[max(0, y - 8) : y + 8, max(0, x - 8) : x + 8] = level
+        return lit
+
+    full_passes = [(detector.detect(blink(scene, cx, cy, level)), runs.take()[0])[1] for level in (0, 255, 0, 255)]
+    assert full_passes == [0, 0, 0, 1]  # inside the rejected proposal's crop: only when the schedule is due
+    detector.reset()
+    detector.detect(scene)
+    runs.take()
+    far = max(((x, y) for x in range(8, FRAME_W, 16) for y in range(8, FRAME_H, 16)),
+              key=lambda p: min(max(abs(p[0] - (r[0] + r[2]) / 2) - 2 * (r[2] - r[0]), abs(p[1] - (r[1] + r[3]) / 2) - 2 * (r[3] - r[1]))
+                                for r in detector._rejected))
+    detector.detect(blink(scene, *far, 255))
+    assert runs.take()[0] == 1  # away from everything looked at: the full pass at once
+
+
 def test_tile_search_runs_on_the_first_changed_empty_frame_then_every_tile_every(tile_only_scene) -> None:
     frame, truth = tile_only_scene
     corner = 0 if truth.center[0] > FRAME_W / 2 else FRAME_W - 24  # a small blinking light away from the face
