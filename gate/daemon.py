@@ -275,7 +275,7 @@ def build_vision(settings: Settings) -> tuple[FaceDetector, MaskClassifier, Deci
     """The parts that read model files: may raise ModelError/AssetError, which serve() retries."""
     detector = BlazeFaceDetector(settings.detector)
     classifier = MaskClassifier.from_settings(settings.classifier)
-    policy = DecisionPolicy(settings.policy, classifier.min_confidence)
+    policy = DecisionPolicy(settings.policy, classifier.min_confidence, door_open_s=settings.door.unlock_s)
     log.info(
         "model %s (%s, %s, classes %s, sha256 %s…)",
         settings.classifier.model, classifier.contract.preset, classifier.contract.quantization,

@@ -1,7 +1,7 @@
 """The door's decision: faces tracked over frames → one grant/deny per visitor, or per group.
 
-Pure logic: no IO, no clock (every call says what time it is), so every rule is testable
-with a table of frames.
+Pure logic: no IO (a log line aside), no clock (every call says what time it is), so every
+rule is testable with a table of frames.
 
 How a decision comes about
 --------------------------
@@ -45,6 +45,22 @@ How a decision comes about
   and until it is read it holds up any decision; once read, it decides again only if it lands
   on the other side of the mask line (pulled down after a grant: deny; put on after a deny:
   grant). A face appearing anywhere else is a newcomer.
+* **A late companion joins a fresh grant.** The detector can find the second face of a group
+  some frames after the first (a newcomer beside a known face is searched for only every few
+  frames), so the first face may be granted alone. A newcomer read while a grant is fresh (at
+  most ``join_within_s`` after it, and never beyond half the door's open time, so the companion
+  can still walk in) and one of the granted faces is in view joins that grant without a new
+  decision, when the decision it would make is that same grant (it reads masked): the door is
+  already open for the group, and a second grant would only restart the unlock time. A newcomer read bare, nose-exposed or undecided still makes a deny at once, which
+  re-locks the door (fail secure); a masked newcomer after the window, or once the granted
+  faces are out of view, is a new visitor and gets a grant of its own. A *settle time* before a
+  first grant was the alternative; it was not chosen because it delays every visitor's
+  decision, alone or not, and to cover a companion found up to ``detector.full_scan_every``
+  frames later it would break the 300 ms decision budget at 30 fps.
+* **A grant needs someone in view.** A grant is taken only on a frame that shows at least one
+  of its faces: once a face still being read is forgotten, the tracks left may all be
+  remembered, not seen, and a grant then would open the door for whoever comes next. It waits
+  until one of them is seen again (a deny is never held back).
 
 Rules and reasons (``Decision.reason``)
 ---------------------------------------
@@ -61,12 +77,15 @@ Rules and reasons (``Decision.reason``)
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from gate.settings import PolicySettings
 from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK, Box, Classification, Detection
+
+log = logging.getLogger(__name__)
 
 #: What a face that could not be read within ``decide_within_s`` counts as: not masked.
 UNDECIDED = "undecided"
@@ -179,18 +198,25 @@ def _verdict(rule: str, labels: list[str]) -> tuple[Literal["grant", "deny"], st
 class DecisionPolicy:
     """Turns per-frame face observations into at most one decision per visitor (or group)."""
 
-    def __init__(self, settings: PolicySettings, min_confidence: float) -> None:
-        """``min_confidence``: the model contract's threshold, the floor of the mask bar."""
+    def __init__(self, settings: PolicySettings, min_confidence: float, door_open_s: float | None = None) -> None:
+        """``min_confidence``: the model contract's threshold, the floor of the mask bar.
+        ``door_open_s``: how long a grant keeps the door open; a late companion joins a grant
+        for at most half of it, so they still have the door open at least as long to walk in."""
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be within [0, 1], got {min_confidence}")
+        if door_open_s is not None and door_open_s <= 0.0:
+            raise ValueError(f"door_open_s must be positive, got {door_open_s}")
         self._settings = settings
+        self.join_within_s = settings.join_within_s if door_open_s is None else min(settings.join_within_s, door_open_s / 2)
         self.mask_bar = max(settings.decide_confidence, min_confidence)
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self._grant: tuple[float, frozenset[int]] | None = None  # the last decision, if it opened: when, whom
 
     def reset(self) -> None:
         """Forget every track (the camera was lost: whoever was there may have left)."""
         self._tracks = []
+        self._grant = None
 
     def _weight(self, obs: FaceObservation) -> float:
         size = min(1.0, obs.detection.box.w / self._settings.full_weight_face_px)
@@ -231,6 +257,14 @@ class DecisionPolicy:
                      for t in lost for o in range(len(observations)) if o not in matched)
         return _assign([pair for pair in distances if pair[0] <= self._settings.reid_distance])
 
+    def _joins_grant(self, now: float, in_view: set[int]) -> bool:
+        """Whether a grant about to be taken would only repeat the last decision: a grant (which
+        covered every track but the newcomers) at most ``join_within_s`` old, one of whose faces
+        is still in view."""
+        if self._grant is None or now - self._grant[0] > self.join_within_s:
+            return False
+        return bool(self._grant[1] & in_view)
+
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
         alive = [t for t in self._tracks if now - t.last_seen <= self._settings.track_max_age_s]
@@ -263,7 +297,16 @@ class DecisionPolicy:
         newcomers = [t for t, r in zip(tracks, readings) if t.opened is None and r is not None]
         if not newcomers and all(t.opened in (None, opens) for t in tracks):
             return None  # no newly read face, the same outcome: already decided
+        in_view = {t.id for t in tracks if t.last_seen == now}
+        if opens and not in_view:
+            return None  # nobody to let in: the grant waits until one of its faces is seen again
+        joins = opens and self._joins_grant(now, in_view)
         self._tracks = [replace(t, opened=opens) for t in tracks]
+        if joins:
+            log.info("tracks %s read masked %.2f s after the grant to tracks %s: joined it, no new decision",
+                     [t.id for t in newcomers], now - self._grant[0], sorted(self._grant[1]))
+            return None
+        self._grant = (now, frozenset(t.id for t in tracks)) if opens else None
         return Decision(
             verdict=verdict,
             reason=reason,

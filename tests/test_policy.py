@@ -191,6 +191,42 @@ CASES = {
         frames(0, 30, (LEFT, M, SURE)) + frames(30, 3)
         + frames(33, 4, (LEFT_ON, W, UNSURE), (RIGHT, M, SURE)) + frames(37, 30, (LEFT_ON, W, SURE), (RIGHT, M, SURE)),
         {}, [(2, "grant", "all_masked", (1,)), (37, "deny", "no_mask", (1, 2))]),
+    # -- a late companion: found by the detector some frames after the first face ----------------
+    "late masked companion within join_within_s: joins the grant, no second decision": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, M, SURE)), {}, [(2, "grant", "all_masked", (1,))]),
+    "late bare companion within the window: deny at once": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, W, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (8, "deny", "no_mask", (1, 2))]),
+    "late nose-exposed companion within the window: deny at once": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, I, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (8, "deny", "incorrect_mask", (1, 2))]),
+    "late unreadable companion: deny as undecided, no ride on the grant": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, M, UNSURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (36, "deny", "undecided", (1, 2))]),
+    "a companion who joined pulls the mask down: deny": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 24, (LEFT, M, SURE), (RIGHT, M, SURE)) + frames(30, 30, (LEFT, M, SURE), (RIGHT, W, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (33, "deny", "no_mask", (1, 2))]),
+    "masked newcomer after the window: its own grant": (
+        frames(0, 40, (LEFT, M, SURE)) + frames(40, 30, (LEFT, M, SURE), (RIGHT, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (42, "grant", "all_masked", (1, 2))]),
+    "masked newcomer within the window but the granted face left: its own grant": (
+        frames(0, 10, (LEFT, M, SURE)) + frames(10, 30, (RIGHT, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (12, "grant", "all_masked", (1, 2))]),
+    "join_within_s = 0 turns joining off": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, M, SURE)),
+        {"join_within_s": 0.0}, [(2, "grant", "all_masked", (1,)), (8, "grant", "all_masked", (1, 2))]),
+    "a deny ends the fresh grant: mask down and up again within the window, grant again": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 6, (LEFT, W, SURE)) + frames(12, 20, (LEFT, M, SURE)),
+        {}, [(2, "grant", "all_masked", (1,)), (9, "deny", "no_mask", (1,)), (15, "grant", "all_masked", (1,))]),
+    # -- a grant needs someone in view --------------------------------------------------------------
+    "last unread face forgotten with nobody in view: no grant": (
+        frames(0, 4, (LEFT, M, SURE), (RIGHT, M, UNSURE)) + frames(4, 2, (LEFT, M, SURE)) + frames(6, 60), {}, []),
+    "...then the read face back in view: grant on that frame": (
+        frames(0, 4, (LEFT, M, SURE), (RIGHT, M, UNSURE)) + frames(4, 2, (LEFT, M, SURE)) + frames(6, 29) + frames(35, 10, (LEFT, M, SURE)),
+        {}, [(35, "grant", "all_masked", (1,))]),
+    "a deny is never held back: any_masked, the masked face forgotten first with nobody in view": (
+        frames(0, 10, (LEFT, M, SURE), (RIGHT, W, SURE)) + frames(10, 3, (RIGHT, W, SURE)) + frames(13, 60),
+        {"rule": "any_masked"}, [(2, "grant", "any_masked", (1, 2)), (40, "deny", "no_mask", (2,))]),
     # -- rules ------------------------------------------------------------------------------------
     "any_masked: one masked face is enough": (
         frames(0, 5, (LEFT, M, SURE), (RIGHT, W, SURE)), {"rule": "any_masked"}, [(2, "grant", "any_masked", (1, 2))]),
@@ -265,10 +301,11 @@ def test_mask_bar_reads_the_contract_floor() -> None:
 
 
 def test_latency_is_the_newcomers_not_a_lingering_decided_track() -> None:
-    """A visitor already decided and still in view must not make a newcomer's decision look slow."""
-    decisions = run(frames(0, 20, (LEFT, M, SURE)) + frames(20, 5, (LEFT, M, SURE), (RIGHT, M, SURE)))
+    """A visitor already decided and still in view must not make a newcomer's decision look slow
+    (the newcomer comes after join_within_s, so it makes a decision of its own)."""
+    decisions = run(frames(0, 40, (LEFT, M, SURE)) + frames(40, 5, (LEFT, M, SURE), (RIGHT, M, SURE)))
     assert [d.track_ids for d in decisions] == [(1,), (1, 2)]
-    assert decisions[1].first_seen == 20 / FPS
+    assert decisions[1].first_seen == 40 / FPS
 
 
 def test_a_decision_shows_each_face_as_its_evidence_read_it():
@@ -287,3 +324,33 @@ def test_reid_window_cannot_outlast_the_track() -> None:
     with pytest.raises(ConfigError, match=r"policy\.reid_within_s \(1\.5\) must be at most policy\.track_max_age_s \(1\.0\)"):
         parse_settings({"policy": {"reid_within_s": 1.5}}, environ={})
     assert parse_settings({"policy": {"reid_within_s": 2.0, "track_max_age_s": 2.0}}, environ={}).policy.reid_within_s == 2.0
+
+
+def test_join_window_leaves_the_companion_time_to_walk_through() -> None:
+    """A companion who joins a grant makes none of its own: the gate joins them for at most half
+    the door's open time, so the door is still open long enough for them."""
+    late = frames(0, 9, (LEFT, M, SURE)) + frames(9, 20, (LEFT, M, SURE), (RIGHT, M, SURE))  # read 0.3 s after the grant
+    for door_open_s, expected in ((None, [(1,)]), (5.0, [(1,)]), (0.5, [(1,), (1, 2)])):
+        policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR, door_open_s=door_open_s)
+        decided = [policy.update(n / FPS, [observation(*face) for face in faces]) for n, faces in late]
+        assert [d.track_ids for d in decided if d is not None] == expected, door_open_s
+    assert DecisionPolicy(PolicySettings(join_within_s=2.0), CONTRACT_FLOOR, door_open_s=3.0).join_within_s == 1.5
+    with pytest.raises(ValueError, match="door_open_s"):
+        DecisionPolicy(PolicySettings(), CONTRACT_FLOOR, door_open_s=0.0)
+    with pytest.raises(ConfigError, match=r"policy\.join_within_s: Input should be greater than or equal to 0"):
+        parse_settings({"policy": {"join_within_s": -0.5}}, environ={})
+
+
+def test_a_companion_joining_is_logged(caplog) -> None:
+    with caplog.at_level("INFO", logger="gate.policy"):
+        run(frames(0, 6, (LEFT, M, SURE)) + frames(6, 10, (LEFT, M, SURE), (RIGHT, M, SURE)))
+    assert "tracks [2] read masked 0.20 s after the grant to tracks [1]: joined it" in caplog.text
+
+
+def test_reset_ends_a_fresh_grant() -> None:
+    """After the camera was lost, a masked face is a new visitor, even within join_within_s."""
+    policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
+    first = [policy.update(n / FPS, [observation(LEFT, M, SURE)]) for n in range(3)]
+    policy.reset()
+    again = [policy.update((3 + n) / FPS, [observation(LEFT, M, SURE), observation(RIGHT, M, SURE)]) for n in range(3)]
+    assert first[2] is not None and again[2] is not None and again[2].track_ids == (2, 3)
