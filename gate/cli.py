@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
 from gate.errors import ConfigError, ImageError, MaskgateError, StateError
 from gate.logs import configure_logging
 from gate.paths import ensure_writable_folder
@@ -217,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     configure_logging("INFO" if args.verbose else "WARNING", "text")
     script = _clip_script(args.clip)
-    fps = script.get("fps", settings.camera.fps)
+    fps = script.fps or settings.camera.fps
     print(f"maskgate demo: {args.clip} ({'as fast as possible' if args.fast else 'real time'}; mock relay and LEDs, no broker; "
           f"state in {settings.gate.state_dir})", flush=True)
     decided: list[tuple[float, str, str]] = []
@@ -235,19 +237,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("the gate did not start: see the errors above")
         return 1
     _print_health(health)
-    wrong = _print_visitors(script.get("segments", []), decided, settings.policy.rule)
+    wrong = _print_visitors([segment.model_dump() for segment in script.segments], decided, settings.policy.rule)
     return 1 if wrong else 0
 
 
-def _clip_script(clip: Path) -> dict[str, Any]:
-    """The clip's ground truth (who walks up, when, wearing what), written beside it by door-clip."""
+class _Visitor(BaseModel):
+    """One visitor of the clip's script: in view from ``start`` to ``end`` (s), wearing ``labels``."""
+
+    model_config = ConfigDict(extra="allow")  # door-clip also writes when they hold still
+    start: float = Field(ge=0.0)
+    end: float
+    labels: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Visitor:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class _ClipScript(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    fps: PositiveFloat | None = None
+    segments: list[_Visitor] = []
+
+
+def _clip_script(clip: Path) -> _ClipScript:
+    """The clip's ground truth (who walks up, when, wearing what), written beside it by door-clip;
+    checked before the clip is played, so a broken one is a one-line error, not a traceback after it."""
     script = clip.with_suffix(".json")
     if not script.exists():
-        return {}
+        return _ClipScript()
     try:
-        return json.loads(script.read_text(encoding="utf-8"))
+        return _ClipScript.model_validate(json.loads(script.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{script}: not the clip's ground-truth JSON ({exc})") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {'must be a JSON object' if e['type'] == 'model_type' else e['msg']}"
+                             for e in exc.errors())
+        raise UsageError(f"{script}: not the clip's ground-truth JSON ({problems})") from None
 
 
 def _expected(rule: str, labels: list[str]) -> tuple[str, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from gate.cli import _print_visitors
+from gate.cli import EXIT_USAGE, _print_visitors, main
 
 # The demo clip's visitor 4: a masked pair in view from 17.1 s to 20.8 s; the next one from 22.3 s.
 PAIR = {"start": 17.1, "end": 20.8, "labels": ["with_mask", "with_mask"]}
@@ -37,3 +39,30 @@ def test_summary_marks_and_counts_every_wrong_answer(decided: list, problems: in
     for line in lines:
         assert line in out
     assert sum(line.startswith("  [") for line in out.splitlines()) == problems  # one marked line per problem
+
+
+BAD_SCRIPTS = {
+    "a visitor without end": ({"segments": [{"start": 1.5, "labels": ["with_mask"]}]}, "segments.0.end: Field required"),
+    "a visitor without start": ({"segments": [PAIR, {"end": 5.2, "labels": ["with_mask"]}]}, "segments.1.start: Field required"),
+    "a visitor without labels": ({"segments": [{"start": 1.5, "end": 5.2}]}, "segments.0.labels: Field required"),
+    "labels not a list": ({"segments": [{"start": 1.5, "end": 5.2, "labels": "with_mask"}]}, "segments.0.labels: Input should be a valid list"),
+    "no labels at all": ({"segments": [{"start": 1.5, "end": 5.2, "labels": []}]}, "segments.0.labels: List should have at least 1 item after validation, not 0"),
+    "leaving before arriving": ({"segments": [{"start": 5.2, "end": 1.5, "labels": ["with_mask"]}]}, "segments.0: Value error, end (1.5) is before start (5.2)"),
+    "a visitor that is not an object": ({"segments": [PAIR, 3]}, "segments.1: must be a JSON object"),
+    "a list, not an object": ([PAIR], "the file: must be a JSON object"),
+    "a zero frame rate": ({"fps": 0, "segments": [PAIR]}, "fps: Input should be greater than 0"),
+}
+
+
+@pytest.mark.parametrize(("script", "why"), BAD_SCRIPTS.values(), ids=BAD_SCRIPTS.keys())
+def test_a_malformed_clip_script_is_a_one_line_usage_error_before_the_clip_plays(script, why: str, tmp_path, capsys) -> None:
+    """The clip is never opened (an empty file stands in for it): the script is checked first."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    clip.with_suffix(".json").write_text(json.dumps(script), encoding="utf-8")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[gate]\nstate_dir = "{tmp_path / "var"}"\n', encoding="utf-8")
+    assert main(["--settings", str(settings), "demo", "--clip", str(clip), "--fast"]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"gate-cli: error: {clip.with_suffix('.json')}: not the clip's ground-truth JSON ({why})"]
+    assert "maskgate demo:" not in out and not (tmp_path / "var").exists()
