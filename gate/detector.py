@@ -31,9 +31,10 @@ costs one short-range run, while the full pass costs a full-range run plus confi
   for on the small grey frame by template matching against its look at that confirmation
   (``follow_correlation``, within a quarter of its size): a face that only shifted (a visitor
   swaying) is followed there without a model run; one that changed otherwise (turned, came
-  closer, left) is confirmed again on a crop around its last box, with the same bar as its
-  first confirmation (the proposal score is remembered). Following never drifts: it always
-  compares with the look a model confirmed;
+  closer, left), or that has been followed for ``full_scan_every`` frames, is confirmed again on
+  a crop around its last box, with the same bar as its first confirmation (the proposal score is
+  remembered). Following never drifts: it always compares with the look a model confirmed, and
+  that look (and the box the classifier crops) is renewed on that schedule;
 * the full-frame pass (full-range + confirmation of the proposals away from known faces) runs
   when the region of interest changed since the last full pass away from the known faces and
   their bodies (someone may have come; an empty, unchanged scene costs no model run), when a
@@ -125,10 +126,11 @@ FULL_RANGE = BlazeFaceModel(FACE_DETECTION_FULL, 192, (4,), 1)
 
 @dataclass(frozen=True)
 class _Look:
-    """A known face as a model last confirmed it: the small grey frame then, and its row then."""
+    """A known face as a model last confirmed it: the small grey frame then, its row then, and when."""
 
     small: np.ndarray
     row: np.ndarray
+    frame: int
 
 
 class FaceDetector(Protocol):
@@ -371,6 +373,7 @@ class BlazeFaceDetector:
         self._rejected: list[np.ndarray] = []  # rows the last full pass rejected: their confirmation crops were looked at
         self._frames_since_full_pass = 0
         self._frames_without_face = 0
+        self._frame = 0  # frames seen since the reset: when each known face was last confirmed
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (the next frame of the stream), in frame pixels, best score first."""
@@ -409,14 +412,20 @@ class BlazeFaceDetector:
         small = _small_grey(image)
         gated = settings.motion_threshold > 0 and self._scene_ref is not None and self._scene_ref.shape == small.shape
         known, known_scores, looks = self._known.copy(), self._known_scores, self._known_looks
-        moved = np.array([not gated or self._moved(small, look.small, row) for row, look in zip(known, looks)], bool)
+        # A face followed away from where it was confirmed is matched again on every frame: its look's
+        # frame no longer shows where it is (it may have swayed back).
+        moved = np.array([not gated or not np.array_equal(row[:4], look.row[:4]) or self._moved(small, look.small, row)
+                          for row, look in zip(known, looks)], bool)
+        self._frame += 1
         for index in np.flatnonzero(moved) if gated else ():
+            if self._frame - looks[index].frame >= settings.full_scan_every:
+                continue  # followed long enough: the model looks again (a fresh box and look)
             followed = self._follow(small, looks[index])
             if followed is not None:
                 known[index], moved[index] = followed, False
         rows, scores = self._confirm(image, known[moved, :_NUM_COORDS], known[moved, _PROPOSAL_SCORE])
         lost = len(scores) < int(moved.sum())
-        refs = [look for look, m in zip(looks, moved) if not m] + [_Look(small, row) for row in rows]
+        refs = [look for look, m in zip(looks, moved) if not m] + [_Look(small, row, self._frame) for row in rows]
         rows, scores = np.concatenate([known[~moved], rows]), np.concatenate([known_scores[~moved], scores])
         self._frames_since_full_pass += 1
         due = self._frames_since_full_pass >= settings.full_scan_every
@@ -433,10 +442,10 @@ class BlazeFaceDetector:
             rejections = settings.max_rejections if not len(rows) else 1
             new_rows, new_scores = self._confirm(image, proposals[newcomers], proposal_scores[newcomers], rejections, self._rejected)
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
-            refs += [_Look(small, row) for row in new_rows]
+            refs += [_Look(small, row, self._frame) for row in new_rows]
             if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
                 rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections, self._rejected)
-                refs = [_Look(small, row) for row in rows]
+                refs = [_Look(small, row, self._frame) for row in rows]
             self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
         merged, scores, leaders = _weighted_nms(rows, scores, settings.nms_iou)

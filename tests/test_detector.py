@@ -318,6 +318,24 @@ def test_a_face_that_changed_is_re_found_by_the_model_not_followed(faces) -> Non
     assert runs.take()[1] >= 1
 
 
+def test_a_followed_face_is_confirmed_again_every_full_scan_every_frames(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(full_scan_every=4))
+    runs = ModelRuns(detector)
+    frames = []
+    for dx in (0, 12):  # swaying left and right every frame
+        frame = door_background(5)
+        paste(frame, faces[0][0], faces[0][2], 96, 200 + dx, 150 + dx // 3)
+        frames.append(frame)
+    detector.detect(frames[0])
+    runs.take()
+    confirmed_at = []
+    for index in range(1, 5):
+        detector.detect(frames[index % 2])
+        confirmed_at.append((detector._known_looks[0].frame, runs.take()[1]))
+    assert confirmed_at[:3] == [(1, 0), (1, 0), (1, 0)]  # followed, no short-range run
+    assert confirmed_at[3][0] == 5 and confirmed_at[3][1] >= 1  # the 4th frame after: a model looks again
+
+
 def test_with_following_off_a_swaying_face_costs_one_short_range_run(faces) -> None:
     detector = BlazeFaceDetector(DetectorSettings(full_scan_every=30, follow_correlation=1.0))
     runs = ModelRuns(detector)
