@@ -653,8 +653,7 @@ def markdown(report: dict[str, Any]) -> str:
         "frame k be taken once it is exposed and decoded. The 'one core' column is everything on one core, as before. "
         "Measured here, same clip through open_camera: wall-clock fps with the process on one core vs on both (see the "
         "throughput table; this machine's second core is busy with other jobs, so that ratio understates a free core). "
-        "LiteRT threads (`detector.threads`, `classifier.threads`) are not counted: measured here with 2 threads on this "
-        "loaded machine they were slower, and no Pi figure backs them.",
+        "LiteRT threads (`detector.threads`, `classifier.threads`) are not counted: 1 thread each, here and in the estimate.",
         "",
         "| clip | factor detect | factor classify | Pi 4 main thread per frame with faces, ms median / p90 | capture thread, ms median / p90 | Pi 4 fps: 1 / median main | Pi 4 fps sustained, one core (frames ÷ Σ both) | **Pi 4 fps sustained, capture on its own core** |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
