@@ -50,8 +50,9 @@ How a decision comes about
   frames), so the first face may be granted alone. A newcomer read while a grant is fresh (at
   most ``join_within_s`` after it, and never beyond half the door's open time, so the companion
   can still walk in) and one of the granted faces is in view joins that grant without a new
-  decision, when the decision it would make is that same grant (it reads masked): the door is
-  already open for the group, and a second grant would only restart the unlock time. A newcomer read bare, nose-exposed or undecided still makes a deny at once, which
+  decision, when the decision it would make is that same grant (``all_masked``: it reads
+  masked): the door is already open for the group, and a second grant would only restart the
+  unlock time. A newcomer read bare, nose-exposed or undecided still makes a deny at once, which
   re-locks the door (fail secure); a masked newcomer after the window, or once the granted
   faces are out of view, is a new visitor and gets a grant of its own. A *settle time* before a
   first grant was the alternative; it was not chosen because it delays every visitor's
@@ -303,8 +304,9 @@ class DecisionPolicy:
         joins = opens and self._joins_grant(now, in_view)
         self._tracks = [replace(t, opened=opens) for t in tracks]
         if joins:
-            log.info("tracks %s read masked %.2f s after the grant to tracks %s: joined it, no new decision",
-                     [t.id for t in newcomers], now - self._grant[0], sorted(self._grant[1]))
+            log.info("%s read %.2f s after the grant to tracks %s: joined it, no new decision",
+                     ", ".join(f"track {t.id} ({r})" for t, r in zip(tracks, readings) if t in newcomers),
+                     now - self._grant[0], sorted(self._grant[1]))
             return None
         self._grant = (now, frozenset(t.id for t in tracks)) if opens else None
         return Decision(

@@ -212,6 +212,9 @@ CASES = {
     "masked newcomer within the window but the granted face left: its own grant": (
         frames(0, 10, (LEFT, M, SURE)) + frames(10, 30, (RIGHT, M, SURE)),
         {}, [(2, "grant", "all_masked", (1,)), (12, "grant", "all_masked", (1, 2))]),
+    "any_masked: a late bare companion changes nothing either: joins the grant": (
+        frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, W, SURE)), {"rule": "any_masked"},
+        [(2, "grant", "any_masked", (1,))]),
     "join_within_s = 0 turns joining off": (
         frames(0, 6, (LEFT, M, SURE)) + frames(6, 60, (LEFT, M, SURE), (RIGHT, M, SURE)),
         {"join_within_s": 0.0}, [(2, "grant", "all_masked", (1,)), (8, "grant", "all_masked", (1, 2))]),
@@ -344,7 +347,7 @@ def test_join_window_leaves_the_companion_time_to_walk_through() -> None:
 def test_a_companion_joining_is_logged(caplog) -> None:
     with caplog.at_level("INFO", logger="gate.policy"):
         run(frames(0, 6, (LEFT, M, SURE)) + frames(6, 10, (LEFT, M, SURE), (RIGHT, M, SURE)))
-    assert "tracks [2] read masked 0.20 s after the grant to tracks [1]: joined it" in caplog.text
+    assert "track 2 (with_mask) read 0.20 s after the grant to tracks [1]: joined it, no new decision" in caplog.text
 
 
 def test_reset_ends_a_fresh_grant() -> None:
