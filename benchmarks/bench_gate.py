@@ -61,7 +61,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, require  # noqa: E402
+from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, POSE_DETECTION, require  # noqa: E402
 from gate.camera import open_camera  # noqa: E402
 from gate.classifier import MaskClassifier  # noqa: E402
 from gate.detector import BlazeFaceDetector  # noqa: E402
@@ -88,6 +88,12 @@ IMAGE_OF_LABEL = {"with_mask": "over_nose", "without_mask": "bare", "incorrect_m
 MATCH_IOU = 0.3
 
 GOAL_FPS = 100.0
+#: The detector's models: run counter key → (the detector's model slot, name in the cost table, asset).
+DETECTOR_MODELS = {
+    "full": ("_full", "detector full-range", FACE_DETECTION_FULL),
+    "short": ("_short", "detector short-range", FACE_DETECTION_SHORT),
+    "head": ("_heads", "detector pose (second opinion)", POSE_DETECTION),
+}
 GOAL_DECISION_MS = 300.0
 GOAL_PI4_FPS = {"1 face": 30.0, "4 faces": 15.0}
 
@@ -197,12 +203,12 @@ class FrameRecord:
 
 
 def count_model_runs(detector: BlazeFaceDetector) -> Counter:
-    """Count the detector's BlazeFace invocations (full / short range), for the MAC-based estimate.
+    """Count the detector's model invocations (full / short range / pose), for the MAC-based estimate.
 
-    Benchmark-only instrumentation: wraps ``run`` of the detector's two private model slots.
+    Benchmark-only instrumentation: wraps ``run`` of the detector's private model slots.
     """
     counts: Counter = Counter()
-    for name, slot in (("full", "_full"), ("short", "_short")):
+    for name, (slot, _, _) in DETECTOR_MODELS.items():
         model = getattr(detector, slot, None)
         if model is None:
             if slot == "_full":
@@ -441,8 +447,8 @@ def pi4_breakdown(records: list[FrameRecord], costs: dict[str, dict[str, Any]], 
     """Where the estimated Pi 4 time of these frames goes: mean ms per frame by part (the models' invokes
     at their Pi estimate, the code around them at the stage's factor)."""
     n = len(records)
-    invoke_here = {k: costs[m]["invoke_here_ms"]["median_ms"] for k, m in (("full", "detector full-range"), ("short", "detector short-range"))}
-    invoke_pi = {k: costs[m]["pi4_invoke_ms"] for k, m in (("full", "detector full-range"), ("short", "detector short-range"))}
+    invoke_here = {k: costs[m]["invoke_here_ms"]["median_ms"] for k, (_, m, _) in DETECTOR_MODELS.items()}
+    invoke_pi = {k: costs[m]["pi4_invoke_ms"] for k, (_, m, _) in DETECTOR_MODELS.items()}
     runs = {k: sum(r.runs.get(k, 0) for r in records) for k in invoke_pi}
     faces = sum(len(r.face_ms) for r in records)
     detect_here = sum(r.detect_ms for r in records)
@@ -451,6 +457,7 @@ def pi4_breakdown(records: list[FrameRecord], costs: dict[str, dict[str, Any]], 
         "capture_decode": sum(r.decode_ms for r in records) * factors["capture_decode"] / n,
         "full_range_invokes": runs["full"] * invoke_pi["full"] / n,
         "short_range_invokes": runs["short"] * invoke_pi["short"] / n,
+        "pose_invokes": runs["head"] * invoke_pi["head"] / n,
         "detector_around_models": max(0.0, detect_here - sum(runs[k] * invoke_here[k] for k in runs)) * factors["detect"] / n,
         "classifier_invokes": faces * costs["classifier"]["pi4_invoke_ms"] / n,
         "classifier_around_model": max(0.0, classify_pi - faces * costs["classifier"]["pi4_invoke_ms"]) / n,
@@ -462,11 +469,11 @@ def pi4_estimate(records: list[FrameRecord], costs: dict[str, dict[str, Any]]) -
     """Per-stage slowdown factors and per-frame Pi 4 times (ms) for these frames: the capture thread's
     (capture/decode) and the main thread's (detect + classify + policy).
 
-    detect: the measured stage × Σ runs·Pi ms ÷ Σ runs·ms here over its model runs (full, short range);
+    detect: the measured stage × Σ runs·Pi ms ÷ Σ runs·ms here over its model runs (full, short range, pose);
     classify: × the classifier's slowdown; decode and policy (no MACs): × the detector's factor,
     i.e. plain CPU code is assumed to slow down like the detector's inference.
     """
-    model_of = {"full": "detector full-range", "short": "detector short-range"}
+    model_of = {k: m for k, (_, m, _) in DETECTOR_MODELS.items()}
     pi = sum(r.runs.get(k, 0) * costs[m]["pi4_invoke_ms"] for r in records for k, m in model_of.items())
     here = sum(r.runs.get(k, 0) * costs[m]["invoke_here_ms"]["median_ms"] for r in records for k, m in model_of.items())
     factors = {"detect": pi / here, "classify": costs["classifier"]["pi4_slowdown"]}
@@ -508,6 +515,10 @@ def _cell(s: dict[str, float]) -> str:
 
 def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value is not None else "–"
+
+
+def _runs(per_frame: dict[str, float]) -> str:
+    return " / ".join(f"{per_frame.get(k, 0):.2f}" for k in DETECTOR_MODELS)
 
 
 def _verdict(ok: bool) -> str:
@@ -580,10 +591,10 @@ def markdown(report: dict[str, Any]) -> str:
         + " | ".join(f"{clips[n]['with_faces']['faces_per_frame']['mean']:.2f} ({clips[n]['with_faces']['faces_per_frame']['histogram']})" for n in names) + " |",
         f"| true faces found (IoU ≥ {MATCH_IOU}) | " + " | ".join(f"{clips[n]['with_faces']['true_faces_found_percent']:.1f} %" for n in names) + " |",
         "| detections per empty frame | " + " | ".join(f"{clips[n]['empty']['faces_per_frame']['mean']:.3f}" for n in names) + " |",
-        "| BlazeFace runs per frame with faces (full / short) | "
-        + " | ".join(f"{clips[n]['with_faces']['model_runs_per_frame'].get('full', 0):.2f} / {clips[n]['with_faces']['model_runs_per_frame'].get('short', 0):.2f}" for n in names) + " |",
-        "| BlazeFace runs per empty frame (full / short) | "
-        + " | ".join(f"{clips[n]['empty']['model_runs_per_frame'].get('full', 0):.2f} / {clips[n]['empty']['model_runs_per_frame'].get('short', 0):.2f}" for n in names) + " |",
+        "| detector model runs per frame with faces (full / short / pose) | "
+        + " | ".join(_runs(clips[n]['with_faces']['model_runs_per_frame']) for n in names) + " |",
+        "| detector model runs per empty frame (full / short / pose) | "
+        + " | ".join(_runs(clips[n]['empty']['model_runs_per_frame']) for n in names) + " |",
         "",
         f"## Decision latency at {FPS} fps (from the first frame of a visit to the decision)",
         "",
@@ -643,7 +654,7 @@ def markdown(report: dict[str, Any]) -> str:
         "- Pi 4 invoke ms = MACs ÷ rate. Tiny models reach a smaller share of that rate than MobileNet does (per-op "
         "overhead, few channels), so the Pi 4 numbers are optimistic; read them as ±2×.",
         "- Per frame on the Pi 4 = Σ stage time here × stage factor; detection factor = Σ runs × Pi 4 invoke ÷ Σ runs × invoke here "
-        "over the BlazeFace runs counted in the frames; classification factor = the classifier's Pi 4 ÷ here; capture/decode and "
+        "over the detector's model runs counted in the frames; classification factor = the classifier's Pi 4 ÷ here; capture/decode and "
         "policy (no MACs) take the detection factor (plain CPU code assumed to slow down like the detector). A Pi camera via "
         "picamera2 delivers RGB without decoding, so capture/decode there is lighter than this mp4 decode.",
         "- Two cores of the Pi 4's four are counted, because the code uses two threads that way: the daemon's camera "
@@ -667,6 +678,7 @@ def markdown(report: dict[str, Any]) -> str:
         "capture_decode": "capture/decode (capture thread)",
         "full_range_invokes": "detector: full-range invokes",
         "short_range_invokes": "detector: short-range invokes",
+        "pose_invokes": "detector: pose invokes (second opinions)",
         "detector_around_models": "detector: code around the models (resize, decode, NMS, motion, following)",
         "classifier_invokes": "classifier: invokes",
         "classifier_around_model": "classifier: crop, resize, quantise",
@@ -769,8 +781,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     assets = Path(detector_settings.assets_dir or DEFAULT_ASSETS_DIR)
     report["models"] = model_costs({
-        "detector full-range": require(FACE_DETECTION_FULL, assets),
-        "detector short-range": require(FACE_DETECTION_SHORT, assets),
+        **{m: require(asset, assets) for _, m, asset in DETECTOR_MODELS.values()},
         "classifier": Path(args.model),
     })
     for name, (clip, records) in measured.items():

@@ -91,6 +91,12 @@ FACE_DETECTION_FULL = _mediapipe(
     "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
 )
+#: BlazePose's person detector: it finds a person by the head (BlazeFace's architecture, trained on
+#: whole people), so it still sees a masked head that the face models score too low (gate/detector.py).
+POSE_DETECTION = _mediapipe(
+    "mediapipe/modules/pose_detection/pose_detection.tflite",
+    "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+)
 FACE_LANDMARK = _mediapipe(
     "mediapipe/modules/face_landmark/face_landmark.tflite",
     "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
@@ -105,7 +111,7 @@ GAN_FACE_WEIGHTS = Asset(
 )
 
 #: What the gate needs at the door.
-RUNTIME_ASSETS = (FACE_DETECTION_FULL, FACE_DETECTION_SHORT)
+RUNTIME_ASSETS = (FACE_DETECTION_FULL, FACE_DETECTION_SHORT, POSE_DETECTION)
 #: What the dataset builder needs in addition.
 TRAINING_ASSETS = (FACE_LANDMARK, GAN_FACE_WEIGHTS)
 #: Resolved once at import (the environment of the process that starts).

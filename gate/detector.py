@@ -10,6 +10,13 @@ Propose, then confirm, because masks hide half of what BlazeFace looks for:
    of a masked face too. A face is kept when the confirmation score plus half the proposal's
    score reaches ``confirm_threshold``: two independent opinions, so a confident proposal
    needs less confirmation. The confirmation also gives the tighter box that is kept;
+   a full-range proposal the short-range model rejects but that scored at least
+   ``SECOND_OPINION_MIN`` gets a second opinion from MediaPipe's *pose* detector (224×224, the whole
+   frame, at most one run per frame): it finds people by their heads and still sees masked heads
+   that both face models score low (a mask hides the nose and mouth they look for). The proposal is
+   kept when a head box holds its centre and the head's score plus half the proposal's reaches the
+   same ``confirm_threshold``; its face box is placed in the head box (``HEAD_TO_FACE``). A still
+   (``detect_still``) asks it for the tile search's proposals too;
 3. only when nothing is confirmed (``tile_search``), the short-range model looks again at
    overlapping tiles of about half the frame, where a 48-96 px face is big enough for it;
    its proposals are confirmed the same way.
@@ -34,7 +41,9 @@ costs one short-range run, while the full pass costs a full-range run plus confi
   closer, left), or that has been followed for ``full_scan_every`` frames, is confirmed again on
   a crop around its last box, with the same bar as its first confirmation (the proposal score is
   remembered). Following never drifts: it always compares with the look a model confirmed, and
-  that look (and the box the classifier crops) is renewed on that schedule;
+  that look (and the box the classifier crops) is renewed on that schedule, except for a face kept
+  on the pose detector's second opinion: it is confirmed again only when it changed, as a pose run
+  costs as much as 3.7 full-range runs;
 * the full-frame pass (full-range + confirmation of the proposals away from known faces) runs
   when the region of interest changed since the last full pass away from the known faces and
   their bodies (someone may have come; an empty, unchanged scene costs no model run), when a
@@ -68,7 +77,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, Asset, require
+from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, POSE_DETECTION, Asset, require
 from gate.errors import ImageError, ModelError
 from gate.litert import load_interpreter
 from gate.settings import DetectorSettings
@@ -84,14 +93,26 @@ _SCORE_CLIP = 100.0
 CONFIRM_CROP_SCALE = 4.0
 #: Weight of the proposing model's own score in the confirmation score.
 PROPOSAL_WEIGHT = 0.5
+#: A full-range proposal the short-range model rejected gets the pose detector's second opinion from
+#: this score up: masked faces the face models cannot confirm score 0.35-0.5 there, most wall patches
+#: less, and a second opinion costs a pose run (430 M MACs, 3.7× a full-range run), at most one a frame.
+SECOND_OPINION_MIN = 0.3
+#: The face box inside the pose detector's head box, in head-box sides: centre lower by 0.24, width
+#: 0.87, height 0.94 (medians over 46 masked 96-120 px faces of another seed than the benchmarks';
+#: on bare faces the head box sits lower, centre 0.03 above the face's, but they rarely need it).
+HEAD_TO_FACE = (0.24, 0.87, 0.94)
 #: Side of the tiles of the second look, as a fraction of the frame's shorter side
 #: (256 px on 640×480: 3×2 tiles, so a face 1/10 of the frame is 3/16 of a tile).
 TILE_FRACTION = 8 / 15
 #: A short-range face must overlap the full-range hit this much to confirm it; a full-range
-#: proposal overlapping a known face this much is that face.
+#: proposal overlapping a known face this much, or centred inside it, is that face (for a masked
+#: face kept on the pose detector's opinion, the full-range model may propose only the eyes).
 _CONFIRM_MIN_IOU = 0.2
 #: Confirmed rows carry, after the box and keypoints, the score of the proposal they confirmed.
 _PROPOSAL_SCORE = _NUM_COORDS
+#: …and 1 when the pose detector's second opinion confirmed it (0: the short-range model did).
+_BY_HEAD = _NUM_COORDS + 1
+_ROW = _NUM_COORDS + 2
 #: Motion is measured on the frame shrunk this many times, in grey.
 MOTION_SCALE = 4
 #: A known face is re-found when its box grown this much changed (a head turning, stepping closer).
@@ -112,16 +133,19 @@ PERSON_WIDTH = CONFIRM_CROP_SCALE
 
 @dataclass(frozen=True)
 class BlazeFaceModel:
-    """What differs between the two BlazeFace variants: asset, input side and anchor layout."""
+    """What differs between the BlazeFace-architecture detectors: asset, input side, anchors, keypoints."""
 
     asset: Asset
     input_size: int
     strides: tuple[int, ...]
     anchors_per_layer: int  # len(aspect_ratios) + 1 with interpolated_scale_aspect_ratio > 0
+    keypoints: int = NUM_KEYPOINTS
 
 
 SHORT_RANGE = BlazeFaceModel(FACE_DETECTION_SHORT, 128, (8, 16, 16, 16), 2)
 FULL_RANGE = BlazeFaceModel(FACE_DETECTION_FULL, 192, (4,), 1)
+#: MediaPipe's pose_detection.pbtxt: its box is the person's head; its 4 keypoints are body points (unused).
+HEAD_RANGE = BlazeFaceModel(POSE_DETECTION, 224, (8, 16, 32, 32, 32), 2, keypoints=4)
 
 
 @dataclass(frozen=True)
@@ -186,31 +210,32 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, f
     return square, scale, float(pad_x), float(pad_y)
 
 
-def output_indices(output_details: list[dict[str, Any]], num_anchors: int, name: str) -> tuple[int, int]:
-    """Tensor indices of (regressors N×16, scores N×1), told apart by shape, never by position."""
+def output_indices(output_details: list[dict[str, Any]], num_anchors: int, name: str, coords: int = _NUM_COORDS) -> tuple[int, int]:
+    """Tensor indices of (regressors N×coords, scores N×1), told apart by shape, never by position."""
     regressors = scores = None
     for detail in output_details:
         shape = tuple(int(d) for d in detail["shape"])
-        if shape[-2:] == (num_anchors, _NUM_COORDS):
+        if shape[-2:] == (num_anchors, coords):
             regressors = detail["index"]
         elif shape[-2:] == (num_anchors, 1):
             scores = detail["index"]
     if regressors is None or scores is None:
         shapes = [tuple(int(d) for d in detail["shape"]) for detail in output_details]
-        raise ModelError(f"{name}: expected outputs of shape (1, {num_anchors}, 16) and (1, {num_anchors}, 1), got {shapes}")
+        raise ModelError(f"{name}: expected outputs of shape (1, {num_anchors}, {coords}) and (1, {num_anchors}, 1), got {shapes}")
     return regressors, scores
 
 
 def decode(regressors: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Raw outputs → (boxes K×4 as normalised x0, y0, x1, y1 plus 12 keypoint coords, scores K)."""
+    """Raw outputs → (boxes K×4 as normalised x0, y0, x1, y1 plus the keypoint coords, scores K)."""
     scores = (1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1).astype(np.float64), -_SCORE_CLIP, _SCORE_CLIP)))).astype(np.float32)
     keep = scores >= threshold
-    raw = regressors.reshape(-1, _NUM_COORDS)[keep] / input_size
+    coords = regressors.shape[-1]
+    raw = regressors.reshape(-1, coords)[keep] / input_size
     centres = anchors[keep]
     cx, cy = raw[:, 0] + centres[:, 0], raw[:, 1] + centres[:, 1]
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-    keypoints = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + centres[:, None, :]
-    boxes = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1), keypoints.reshape(-1, 2 * NUM_KEYPOINTS)], axis=1)
+    keypoints = raw[:, 4:].reshape(-1, (coords - 4) // 2, 2) + centres[:, None, :]
+    boxes = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1), keypoints.reshape(-1, coords - 4)], axis=1)
     return boxes, scores[keep]
 
 
@@ -223,6 +248,11 @@ def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
     union = area + areas - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _inside(boxes: np.ndarray, x: Any, y: Any) -> np.ndarray:
+    """Whether each point lies in the box, or in each box (x0, y0, x1, y1 first; broadcasts)."""
+    return (boxes[..., 0] <= x) & (x <= boxes[..., 2]) & (boxes[..., 1] <= y) & (y <= boxes[..., 3])
 
 
 def _pairwise_iou(boxes: np.ndarray) -> np.ndarray:
@@ -282,7 +312,7 @@ class _BlazeFace:
         if tuple(detail["shape"]) != (1, self._size, self._size, 3):
             raise ModelError(f"{path}: input shape {tuple(detail['shape'])}, expected (1, {self._size}, {self._size}, 3)")
         self._input = detail["index"]
-        self._outputs = output_indices(self._interpreter.get_output_details(), len(self._anchors), str(path))
+        self._outputs = output_indices(self._interpreter.get_output_details(), len(self._anchors), str(path), 4 + 2 * model.keypoints)
 
     def run(self, image: np.ndarray, threshold: float, nms_iou: float) -> tuple[np.ndarray, np.ndarray]:
         """Faces in ``image`` (any size, letterboxed): rows of x0, y0, x1, y1 + keypoints, in its pixels."""
@@ -362,11 +392,12 @@ class BlazeFaceDetector:
         self._settings = settings
         self._full = _BlazeFace(FULL_RANGE, folder, settings.threads)
         self._short = _BlazeFace(SHORT_RANGE, folder, settings.threads) if settings.confirm else None
+        self._heads = _BlazeFace(HEAD_RANGE, folder, settings.threads) if settings.confirm else None
         self.reset()
 
     def reset(self) -> None:
         """Forget earlier frames: the next ``detect`` runs the full pass, tile search included."""
-        self._known = np.zeros((0, _NUM_COORDS + 1), np.float32)
+        self._known = np.zeros((0, _ROW), np.float32)
         self._known_scores = np.zeros(0, np.float32)
         self._known_looks: list[_Look] = []  # per known face: how it looked at its last confirmation
         self._scene_ref: np.ndarray | None = None  # the small grey frame the last full pass looked at
@@ -374,6 +405,7 @@ class BlazeFaceDetector:
         self._frames_since_full_pass = 0
         self._frames_without_face = 0
         self._frame = 0  # frames seen since the reset: when each known face was last confirmed
+        self._heads_seen: tuple[int, np.ndarray, np.ndarray] | None = None  # (frame, head boxes, scores): one pose run a frame
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (the next frame of the stream), in frame pixels, best score first."""
@@ -418,7 +450,7 @@ class BlazeFaceDetector:
                           for row, look in zip(known, looks)], bool)
         self._frame += 1
         for index in np.flatnonzero(moved) if gated else ():
-            if self._frame - looks[index].frame >= settings.full_scan_every:
+            if self._frame - looks[index].frame >= settings.full_scan_every and not looks[index].row[_BY_HEAD]:
                 continue  # followed long enough: the model looks again (a fresh box and look)
             followed = self._follow(small, looks[index])
             if followed is not None:
@@ -434,7 +466,8 @@ class BlazeFaceDetector:
             self._scene_ref = small
             self._rejected = []
             proposals, proposal_scores = self._full.run(image, settings.score_threshold, settings.nms_iou)
-            overlaps = np.array([_iou_one_to_many(row, proposals) >= _CONFIRM_MIN_IOU for row in rows]).reshape(len(rows), len(proposals))
+            centres = (proposals[:, 0] + proposals[:, 2]) / 2, (proposals[:, 1] + proposals[:, 3]) / 2
+            overlaps = np.array([(_iou_one_to_many(row, proposals) >= _CONFIRM_MIN_IOU) | _inside(row, *centres) for row in rows]).reshape(len(rows), len(proposals))
             for row, overlapping in zip(rows, overlaps):  # a known face keeps its best proposal score
                 row[_PROPOSAL_SCORE] = max(row[_PROPOSAL_SCORE], proposal_scores[overlapping].max(initial=0.0))
             newcomers = ~overlaps.any(axis=0)
@@ -444,7 +477,7 @@ class BlazeFaceDetector:
             rows, scores = np.concatenate([rows, new_rows]), np.concatenate([scores, new_scores])
             refs += [_Look(small, row, self._frame) for row in new_rows]
             if not len(scores) and settings.tile_search and self._frames_without_face % settings.tile_every == 0:
-                rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections, self._rejected)
+                rows, scores = self._confirm(image, *self._tile_proposals(image), settings.max_rejections, self._rejected, second_opinion=False)
                 refs = [_Look(small, row, self._frame) for row in rows]
             self._frames_without_face = 0 if len(scores) else self._frames_without_face + 1
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
@@ -517,13 +550,15 @@ class BlazeFaceDetector:
         return weighted_nms(np.concatenate(all_rows), np.concatenate(all_scores), self._settings.nms_iou)
 
     def _confirm(self, image: np.ndarray, rows: np.ndarray, scores: np.ndarray, max_rejections: int | None = None,
-                 rejected_rows: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Keep proposals the short-range model also sees on a crop around them, with its (tighter) box.
+                 rejected_rows: list[np.ndarray] | None = None, second_opinion: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Keep proposals the short-range model also sees on a crop around them, with its (tighter) box,
+        or, failing that, the pose detector's head (``second_opinion``, see :meth:`_second_opinion`).
 
         Kept when confirmation score + PROPOSAL_WEIGHT × proposal score ≥ confirm_threshold.
         Proposals are tried best first; after ``max_rejections`` rejections the rest are dropped.
-        Returned rows end with the proposal's score (``_PROPOSAL_SCORE``); not merged. The rows
-        tried and rejected are appended to ``rejected_rows`` when given.
+        Returned rows end with the proposal's score (``_PROPOSAL_SCORE``) and whether the pose detector
+        confirmed it (``_BY_HEAD``); not merged. The rows tried and rejected are appended to
+        ``rejected_rows`` when given.
         """
         assert self._short is not None
         confirmed_rows, confirmed_scores = [], []
@@ -543,15 +578,39 @@ class BlazeFaceDetector:
             candidates = np.flatnonzero(_iou_one_to_many(row, found) >= _CONFIRM_MIN_IOU)
             if len(candidates):
                 best = candidates[np.argmax(found_scores[candidates])]
-                confirmed_rows.append(np.append(found[best], np.float32(score)))
+                confirmed_rows.append(np.concatenate([found[best], (score, 0.0)]))
                 confirmed_scores.append(found_scores[best])
+            elif second_opinion and score >= SECOND_OPINION_MIN and (head := self._second_opinion(image, row, needed)) is not None:
+                confirmed_rows.append(np.concatenate([head[0], (score, 1.0)]))
+                confirmed_scores.append(head[1])
             else:
                 rejected += 1
                 if rejected_rows is not None:
                     rejected_rows.append(row)
         if not confirmed_rows:
-            return np.zeros((0, _NUM_COORDS + 1), np.float32), np.zeros(0, np.float32)
+            return np.zeros((0, _ROW), np.float32), np.zeros(0, np.float32)
         return np.array(confirmed_rows, np.float32), np.array(confirmed_scores, np.float32)
+
+    def _second_opinion(self, image: np.ndarray, row: np.ndarray, needed: float) -> tuple[np.ndarray, float] | None:
+        """``row`` with its face box placed in the best head the pose detector finds around its centre
+        scoring at least ``needed``, and that score; None when there is none. The pose detector runs
+        on the whole frame at most once per frame: every proposal of the frame asks the same heads."""
+        assert self._heads is not None
+        if self._heads_seen is None or self._heads_seen[0] != self._frame:
+            floor = self._settings.confirm_threshold - PROPOSAL_WEIGHT  # what the best possible proposal needs
+            self._heads_seen = (self._frame, *self._heads.run(image, max(floor, 0.0), self._settings.nms_iou))
+        _, heads, head_scores = self._heads_seen
+        holding = _inside(heads, (row[0] + row[2]) / 2, (row[1] + row[3]) / 2) & (head_scores >= needed)
+        if not holding.any():
+            return None
+        best = np.flatnonzero(holding)[np.argmax(head_scores[holding])]
+        x0, y0, x1, y1 = heads[best, :4]
+        shift, width, height = HEAD_TO_FACE
+        side = x1 - x0
+        fx, fy = (x0 + x1) / 2, (y0 + y1) / 2 + shift * side
+        face = row.copy()
+        face[:4] = (fx - width * side / 2, fy - height * side / 2, fx + width * side / 2, fy + height * side / 2)
+        return face, float(head_scores[best])
 
     def _wanted(self, detection: Detection, width: int, height: int) -> bool:
         x0, y0, x1, y1 = self._settings.roi
