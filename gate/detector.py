@@ -94,10 +94,11 @@ CONFIRM_CROP_SCALE = 4.0
 #: Weight of the proposing model's own score in the confirmation score.
 PROPOSAL_WEIGHT = 0.5
 #: A full-range proposal the short-range model rejected gets the pose detector's second opinion from
-#: this score up: large masked faces the face models cannot confirm score 0.2-0.5 there (0.3 found 2
-#: fewer of bench_detector's 96 px masked faces, and no fewer wall patches were kept at 0.2), and a
-#: second opinion costs a pose run (430 M MACs, 3.7× a full-range run), at most one a frame.
-SECOND_OPINION_MIN = 0.2
+#: this score up. A pose run costs 430 M MACs (3.7× a full-range run), at most one a frame. 0.2 found
+#: 2 more of bench_detector's 76 masked 96 px faces (a head at 0.68-0.75 over a proposal at 0.2-0.26),
+#: no more wall patches, but ran the pose detector 2-3× as often on bench_gate's clips: its Pi 4
+#: estimate for one face fell to 27.9 fps (goal 30; 35.2 with 0.3).
+SECOND_OPINION_MIN = 0.3
 #: The face box inside the pose detector's head box, in head-box sides: centre lower by 0.24, width
 #: 0.87, height 0.94 (medians over 46 masked 96-120 px faces of another seed than the benchmarks';
 #: on bare faces the head box sits lower, centre 0.03 above the face's, but they rarely need it).
