@@ -237,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("the gate did not start: see the errors above")
         return 1
     _print_health(health)
-    wrong = _print_visitors([segment.model_dump() for segment in script.segments], decided, settings.policy.rule)
+    wrong = _print_visitors(script.segments, decided, settings.policy.rule)
     return 1 if wrong else 0
 
 
@@ -300,24 +300,23 @@ def _print_health(health: dict[str, Any]) -> None:
     print("  stage latency (ms, smoothed): " + ", ".join(f"{k} {v:.1f}" for k, v in health["stage_ms"].items()))
 
 
-def _print_visitors(segments: list[dict[str, Any]], decided: list[tuple[float, str, str]], rule: str) -> int:
+def _print_visitors(segments: list[_Visitor], decided: list[tuple[float, str, str]], rule: str) -> int:
     """Each visitor against the decisions taken while they were in view (arrival to leaving): one
     visitor, one decision, the expected verdict and reason. Marks [MISMATCH] (none, or a wrong
     one), [REPEAT] (right, but more than one) and [EXTRA] (a decision with nobody in view).
     Returns the number of visitors not [ok] plus extra decisions."""
     if not segments:
         return 0
-    windows = [(float(s["start"]), float(s["end"])) for s in segments]
-    extra = [d for d in decided if not any(start <= d[0] <= end for start, end in windows)]
+    extra = [d for d in decided if not any(s.start <= d[0] <= s.end for s in segments)]
     wrong = 0
-    for number, (segment, (start, end)) in enumerate(zip(segments, windows), 1):
-        verdict, reason = _expected(rule, list(segment["labels"]))
-        got = [d for d in decided if start <= d[0] <= end]
+    for number, segment in enumerate(segments, 1):
+        verdict, reason = _expected(rule, segment.labels)
+        got = [d for d in decided if segment.start <= d[0] <= segment.end]
         said = "; ".join(f"{t:.1f} s {v} ({r})" for t, v, r in got) or "nothing"
         right = bool(got) and all((v, r) == (verdict, reason) for _, v, r in got)
         tag = "MISMATCH" if not right else "REPEAT" if len(got) > 1 else "ok"
         wrong += tag != "ok"
-        print(f"  visitor {number} ({' + '.join(segment['labels'])}): expected {verdict} ({reason}), gate said {said}  [{tag}]")
+        print(f"  visitor {number} ({' + '.join(segment.labels)}): expected {verdict} ({reason}), gate said {said}  [{tag}]")
         if tag != "ok":
             print(f"  [{tag}] visitor {number}: expected {verdict} ({reason}){' once' if tag == 'REPEAT' else ''}, got {said}")
     for t, v, r in extra:

@@ -85,10 +85,10 @@ def test_status_demo_reads_the_folder_the_demo_writes(tmp_path, capsys):
 
 
 def test_demo_summary_compares_verdict_and_reason_of_every_decision_in_each_window(capsys):
-    from gate.cli import _print_visitors
+    from gate.cli import _print_visitors, _Visitor
 
-    segments = [{"start": 1.0, "end": 4.0, "labels": ["with_mask"]}, {"start": 6.0, "end": 9.0, "labels": ["without_mask"]},
-                {"start": 11.0, "end": 14.0, "labels": ["incorrect_mask"]}, {"start": 16.0, "end": 19.0, "labels": ["with_mask", "with_mask"]}]
+    segments = [_Visitor(start=1.0, end=4.0, labels=["with_mask"]), _Visitor(start=6.0, end=9.0, labels=["without_mask"]),
+                _Visitor(start=11.0, end=14.0, labels=["incorrect_mask"]), _Visitor(start=16.0, end=19.0, labels=["with_mask", "with_mask"])]
     right = [(2.5, "grant", "all_masked"), (7.5, "deny", "no_mask"), (12.5, "deny", "incorrect_mask"), (17.0, "grant", "all_masked")]
     assert _print_visitors(segments, right, "all_masked") == 0
     assert capsys.readouterr().out.count("[ok]") == 4

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gate.cli import EXIT_USAGE, _print_visitors, main
+from gate.cli import EXIT_USAGE, _print_visitors, _Visitor, main
 
 # The demo clip's visitor 4: a masked pair in view from 17.1 s to 20.8 s; the next one from 22.3 s.
 PAIR = {"start": 17.1, "end": 20.8, "labels": ["with_mask", "with_mask"]}
@@ -34,7 +34,7 @@ CASES = {
 
 @pytest.mark.parametrize(("decided", "problems", "lines"), CASES.values(), ids=CASES.keys())
 def test_summary_marks_and_counts_every_wrong_answer(decided: list, problems: int, lines: list[str], capsys) -> None:
-    assert _print_visitors([PAIR, BARE], decided, "all_masked") == problems
+    assert _print_visitors([_Visitor(**PAIR), _Visitor(**BARE)], decided, "all_masked") == problems
     out = capsys.readouterr().out
     for line in lines:
         assert line in out
