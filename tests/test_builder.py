@@ -135,7 +135,7 @@ def test_own_photos_without_faces_or_corrupt_are_skipped(tmp_path: Path, faces: 
     (own / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cv2.imwrite(str(own / "face.png"), cv2.cvtColor(faces[0][0], cv2.COLOR_RGB2BGR))
     with caplog.at_level(logging.WARNING):
-        summary = build_dataset(BuildConfig(tmp_path / "ds", per_class=2, size=48, own_faces_dir=own, gan_faces=False))
+        summary = build_dataset(BuildConfig(tmp_path / "ds", per_class=2, size=48, own_faces_dirs=(own,), gan_faces=False))
     assert summary["skipped"] == {"own_unreadable": 1, "own_no_face": 1}
     assert sorted(summary["skipped_files"]) == ["broken.jpg", "grey.png"]
     assert "broken.jpg" in caplog.text
@@ -175,7 +175,7 @@ def test_identity_splits_give_every_split_its_share_and_keep_groups_together() -
 def test_own_photos_with_gan_faces_are_split_by_identity(tmp_path: Path, faces: list) -> None:
     own = _own_photo_folder(tmp_path / "own", faces)
     out = tmp_path / "ds"
-    build_dataset(BuildConfig(out, per_class=len(faces) + 8, size=32, own_faces_dir=own))
+    build_dataset(BuildConfig(out, per_class=len(faces) + 8, size=32, own_faces_dirs=(own,)))
     by_identity = _splits_by_identity(out)
     assert all(len(splits) == 1 for splits in by_identity.values())
     own_splits = [next(iter(s)) for name, s in by_identity.items() if name.startswith("own:")]
@@ -190,7 +190,7 @@ def test_own_photos_alone_cycle_but_each_identity_group_stays_in_one_split(tmp_p
     groups = {f"p{i}_{c}.png": f"g{i}" for i in range(6) for c in range(2)}
     groups_csv.write_text("file,group\n" + "".join(f"some/dir/{file},{group}\n" for file, group in groups.items()))
     out = tmp_path / "ds"
-    build_dataset(BuildConfig(out, per_class=30, size=32, own_faces_dir=own, own_faces_groups=groups_csv,
+    build_dataset(BuildConfig(out, per_class=30, size=32, own_faces_dirs=(own,), own_faces_groups=groups_csv,
                               gan_faces=False))
     by_group = _splits_by_identity(out, groups)
     assert len(by_group) == 6 and all(len(splits) == 1 for splits in by_group.values())
@@ -202,7 +202,7 @@ def test_own_photos_with_no_usable_face_fail_clearly(tmp_path: Path) -> None:
     own.mkdir()
     cv2.imwrite(str(own / "grey.png"), np.full((100, 100, 3), 128, np.uint8))
     with pytest.raises(DatasetError, match="no usable face"):
-        build_dataset(BuildConfig(tmp_path / "ds", per_class=1, own_faces_dir=own, gan_faces=False))
+        build_dataset(BuildConfig(tmp_path / "ds", per_class=1, own_faces_dirs=(own,), gan_faces=False))
 
 
 def test_door_clip_is_readable_video_with_segments(tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ and greyscale frames from IR night mode.
   downscale-upscale (bare faces there are more often small or upscaled portraits). Applied to
   every class alike, so none of these traits can stand in for "mask" or "no mask".
 
+* ``real-door`` — ``real`` plus the door camera's worst hours, the conditions where the real-face
+  check finds most false rejects: low light (darker, flatter), backlight (a bright surround and a
+  dark face), IR night mode (greyscale more often) and small faces (down to a quarter of the input
+  side, 24 px at 96: a face a few metres off).
+
 Images travel as float32 RGB in [0, 255] (the models rescale internally).
 """
 
@@ -122,8 +127,47 @@ class RandomResample(keras.layers.Layer):
                 "min_factor": self.min_factor, "max_factor": self.max_factor}
 
 
+class RandomDoorLight(keras.layers.Layer):
+    """Low light or backlight on a random share of the images (training only).
+
+    Low light scales the picture down (gain 0.25-0.7) and flattens it; backlight darkens the centre
+    (where the face is) and brightens the border, as a glass door at noon does.
+    """
+
+    def __init__(self, probability: float = 0.3, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.seed = seed
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        shape = tf.shape(images)
+        per_image = tf.concat([shape[:1], [1, 1, 1]], 0)
+        gain = tf.random.uniform(per_image, 0.25, 0.7, seed=self.seed)
+        low = images * gain + 4.0
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        ys = (tf.range(height) + 0.5) / height - 0.5
+        xs = (tf.range(width) + 0.5) / width - 0.5
+        radius = tf.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2) / 0.7071  # 0 centre, 1 corner
+        strength = tf.random.uniform(per_image, 0.3, 0.7, seed=self.seed)
+        face_gain = 1.0 - strength * (1.0 - radius[None, :, :, None])
+        back = tf.clip_by_value(images * face_gain + 255.0 * strength * radius[None, :, :, None] ** 2, 0.0, 255.0)
+        pick = tf.random.uniform(per_image, seed=self.seed)
+        out = tf.where(pick < self.probability / 2, low, tf.where(pick < self.probability, back, images))
+        return tf.clip_by_value(out, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+
+
 #: Geometric strength → (rotation in degrees, shift, shear, zoom: a (zoom-in, zoom-out) pair or one value for both).
-GEOMETRY = {"original": (40, 0.2, 0.2, 0.2), "door": (15, 0.08, 0.1, 0.1), "real": (30, 0.1, 0.1, (-0.15, 0.35))}
+GEOMETRY = {"original": (40, 0.2, 0.2, 0.2), "door": (15, 0.08, 0.1, 0.1), "real": (30, 0.1, 0.1, (-0.15, 0.35)),
+            "real-door": (30, 0.1, 0.1, (-0.15, 0.35))}
 
 
 def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
@@ -131,7 +175,8 @@ def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
     if geometry not in GEOMETRY:
         raise ValueError(f"unknown augmentation {geometry!r} (choose from {', '.join(GEOMETRY)})")
     degrees, shift, shear, zoom = GEOMETRY[geometry]
-    real = geometry == "real"
+    real = geometry in ("real", "real-door")
+    door = geometry == "real-door"
 
     def name(suffix: str) -> str:
         return NAME_PREFIX + suffix
@@ -153,8 +198,9 @@ def make_augmenter(seed: int = 0, geometry: str = "door") -> keras.Sequential:
             ),
             RandomSensorNoise(5.0, seed=seed + 7, name=name("noise")),
             RandomJpegQuality(0.3, seed=seed + 8, name=name("jpeg")),
-            keras.layers.RandomGrayscale(0.15 if real else 0.1, seed=seed + 9, name=name("grayscale")),
-            *([RandomResample(0.3, seed=seed + 10, name=name("resample"))] if real else []),
+            *([RandomDoorLight(0.3, seed=seed + 11, name=name("door_light"))] if door else []),
+            keras.layers.RandomGrayscale(0.25 if door else 0.15 if real else 0.1, seed=seed + 9, name=name("grayscale")),
+            *([RandomResample(0.4 if door else 0.3, seed=seed + 10, name=name("resample"))] if real else []),
         ],
         name=name("pipeline"),
     )

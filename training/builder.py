@@ -1,7 +1,7 @@
 """Builds the synthetic masked-face dataset: ``out_dir/<class>/<source>-<index>.png``.
 
 Faces come from the numpy DCGAN (source A) and/or the operator's own face-centred photos
-(source B, ``own_faces_dir``; whole scenes with small faces are out of scope — crop them
+(source B, ``own_faces_dirs``; whole scenes with small faces are out of scope — crop them
 first). Each face gets 468 landmarks, then is rendered once *per class*: bare, masked
 correctly, and masked incorrectly. Using the same identity in every class means the only
 thing that differs between classes is the mask, so the model cannot shortcut through
@@ -63,8 +63,11 @@ class BuildConfig:
     classes: tuple[str, ...] = CLASSES
     seed: int = 0
     size: int = 128
-    own_faces_dir: Path | None = None
+    own_faces_dirs: tuple[Path, ...] = ()  # folders of face-centred photos (source B)
     own_faces_groups: Path | None = None  # CSV with file,group columns: photos of one group share a split
+    # "identity": own photos split 50/25/25 by identity like GAN faces; "train": every own photo
+    # trains (when real photos validate elsewhere, e.g. realmask/val, none is wasted on val/test)
+    own_faces_split: str = "identity"
     gan_faces: bool = True
     assets_dir: Path = gate.assets.DEFAULT_ASSETS_DIR
     overwrite: bool = False  # replace a previous build in out_dir (only the files a build writes)
@@ -201,13 +204,12 @@ class _FaceSource:
         self.skipped_files: list[str] = []
 
     def own_faces(self) -> list[_Face]:
-        folder = self._config.own_faces_dir
-        if folder is None:
-            return []
-        if not Path(folder).is_dir():
-            raise DatasetError(f"own_faces_dir {folder} is not a folder")
+        files = []
+        for folder in self._config.own_faces_dirs:
+            if not Path(folder).is_dir():
+                raise DatasetError(f"own_faces_dirs: {folder} is not a folder")
+            files += sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
         faces = []
-        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
         for number, path in enumerate(files):
             try:
                 image = read_image_rgb(path)
@@ -228,7 +230,10 @@ class _FaceSource:
                 continue
             faces.append(_Face("own", f"own:{path.name}", number, image, points))
         groups = _read_groups(self._config.own_faces_groups)
-        splits = identity_splits([groups.get(face.label[4:], face.label[4:]) for face in faces])
+        if self._config.own_faces_split == "train":
+            splits = ["train"] * len(faces)
+        else:
+            splits = identity_splits([groups.get(face.label[4:], face.label[4:]) for face in faces])
         for face, split in zip(faces, splits):
             face.split = split
         return faces
@@ -310,7 +315,7 @@ def _faces_in_order(config: BuildConfig, source: _FaceSource) -> Iterator[tuple[
     own = source.own_faces()
     if not config.gan_faces:
         if not own:
-            raise DatasetError(f"no usable face in {config.own_faces_dir} and GAN faces are disabled")
+            raise DatasetError(f"no usable face in {', '.join(map(str, config.own_faces_dirs))} and GAN faces are disabled")
         variant = 0
         while True:
             for face in own:
@@ -330,8 +335,10 @@ def build_dataset(config: BuildConfig, progress: Callable[[int, int], None] | No
         raise DatasetError(f"unknown classes {unknown}; expected some of {CLASSES}")
     if config.per_class < 1 or config.size < 8:
         raise DatasetError(f"per_class must be ≥ 1 and size ≥ 8 (got {config.per_class}, {config.size})")
-    if not config.gan_faces and config.own_faces_dir is None:
-        raise DatasetError("no face source: enable gan_faces or give own_faces_dir")
+    if not config.gan_faces and not config.own_faces_dirs:
+        raise DatasetError("no face source: enable gan_faces or give own_faces_dirs")
+    if config.own_faces_split not in ("identity", "train"):
+        raise DatasetError(f"own_faces_split must be 'identity' or 'train' (got {config.own_faces_split!r})")
     out = _prepare_out_dir(config)
     landmarker = FaceLandmarker(gate.assets.require(gate.assets.FACE_LANDMARK, config.assets_dir))
     source = _FaceSource(config, landmarker)

@@ -17,7 +17,7 @@ from gate.errors import MaskgateError
 log = logging.getLogger(__name__)
 
 #: The presets of training.models, repeated here so ``--help`` needs no TensorFlow (a test keeps them equal).
-PRESET_CHOICES = ("seed", "compact", "compact-s", "compact-l")
+PRESET_CHOICES = ("seed", "compact", "compact-s", "compact-l", "mobilenetv2-0.35", "mobilenetv2-0.5")
 
 
 def _build_dataset(args: argparse.Namespace) -> int:
@@ -27,7 +27,8 @@ def _build_dataset(args: argparse.Namespace) -> int:
     options = {"out_dir": args.out, "per_class": args.per_class, "classes": class_names(args.classes),
                "seed": args.seed, "size": args.size, "gan_faces": not args.no_gan_faces}
     if args.own_faces:
-        options["own_faces_dir"] = args.own_faces
+        options["own_faces_dirs"] = tuple(args.own_faces)
+        options["own_faces_split"] = args.own_faces_split
     if args.own_faces_groups:
         options["own_faces_groups"] = args.own_faces_groups
     if args.assets_dir:
@@ -66,6 +67,9 @@ def _train_config(args: argparse.Namespace):
         patience=args.patience, label_smoothing=args.label_smoothing, augment=args.augment,
         overwrite=args.overwrite, real_dirs=tuple(args.real or ()), resume=args.resume, init_from=args.init_from,
         class_weights=tuple(float(w) for w in args.class_weights.split(",")) if args.class_weights else None,
+        backbone_weights=None if args.backbone_weights in (None, "none") else args.backbone_weights,
+        head_epochs=args.head_epochs, head_learning_rate=args.head_learning_rate,
+        fine_tune_from=args.fine_tune_from, sampling=args.sampling, select_on=args.select_on,
     )
 
 
@@ -149,7 +153,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-class", type=int, default=500)
     parser.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--augment", choices=("original", "door", "real", "none"),
+    parser.add_argument("--augment", choices=("original", "door", "real", "real-door", "none"),
                         help="geometric augmentation strength (default: seed original, compact door; "
                              "real: roll, zoom-out with edge padding, resampling, for real photos)")
     parser.add_argument("--real", type=Path, action="append",
@@ -158,6 +162,18 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class-weights", help="loss weight per class in class order, e.g. 1,1.5,1")
     parser.add_argument("--init-from", type=Path, help="fine-tune: start from this model.keras's weights (new optimizer)")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing run directory")
+    parser.add_argument("--backbone-weights", metavar="PATH|imagenet|none",
+                        help="backbone presets: Keras' *_no_top.h5 file, 'imagenet' (Keras downloads it) or 'none'")
+    parser.add_argument("--head-epochs", type=int, default=0,
+                        help="backbone presets: first train only the head on frozen features for this many epochs")
+    parser.add_argument("--head-learning-rate", type=float, default=1e-3, help="learning rate of the head stage")
+    parser.add_argument("--fine-tune-from", metavar="LAYER",
+                        help="backbone presets: after the head stage, train the backbone from this layer on "
+                             "(e.g. block_12_expand; BatchNorm stays frozen)")
+    parser.add_argument("--sampling", choices=("shuffle", "sqrt"), default="shuffle",
+                        help="sqrt: classes equally often, real vs rendered by the square root of their counts")
+    parser.add_argument("--select-on", choices=("all", "real"), default="all",
+                        help="real: choose the best epoch on the real photos' val parts only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--classes", type=int, choices=(2, 3), default=3)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--size", type=int, default=128, help="side of the saved crops in px")
-    build.add_argument("--own-faces", type=Path, help="folder of your own face photos to include")
+    build.add_argument("--own-faces", type=Path, action="append",
+                       help="folder of your own face-centred photos to include (repeatable)")
+    build.add_argument("--own-faces-split", choices=("identity", "train"), default="identity",
+                       help="identity: split own photos 50/25/25 by identity group; train: all of them train")
     build.add_argument("--own-faces-groups", type=Path,
                        help="CSV (file,group) naming each own photo's identity group; a group stays in one split")
     build.add_argument("--no-gan-faces", action="store_true", help="do not generate GAN faces")

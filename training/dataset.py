@@ -206,6 +206,8 @@ def _choose(files: list[str], cls: str, index: int, sizes: SplitSizes, seed: int
 
 #: Splits of a realmask-style folder of real photos (``<root>/<split>/<class>/*.jpg``).
 REAL_SPLITS = ("train", "val")
+#: Class folder names other real sets use for our classes (realcrowd: ``incorrect``).
+REAL_FOLDER_ALIASES = {"incorrect_mask": ("incorrect_mask", "incorrect")}
 
 
 def load_real_folder(
@@ -231,11 +233,9 @@ def load_real_folder(
         for split_name in REAL_SPLITS:
             rows: list[tuple[np.ndarray, str, int]] = []
             for index, cls in enumerate(classes):
-                folder = root / split_name / cls
-                if not folder.is_dir():
-                    continue
-                paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                               and p.name not in exclude)
+                folders = [root / split_name / name for name in REAL_FOLDER_ALIASES.get(cls, (cls,))]
+                paths = sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*")
+                               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name not in exclude)
                 images = pool.map(lambda path: _decode(path, image_size), paths)
                 rows += [(image, str(path), index) for image, path in zip(images, paths) if image is not None]
             subsets[split_name] = _subset(rows, image_size)

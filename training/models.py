@@ -18,11 +18,18 @@ compact-l  146 k   18.4 M   0.622         0.582
 
 compact-s is clearly capacity-limited; compact-l costs 1.8× the MACs for no clear gain.
 (Short runs: absolute numbers are far below a full run's; only the ranking is the point.)
+
+* ``mobilenetv2-0.35`` / ``mobilenetv2-0.5`` — Keras' MobileNetV2 base (width 0.35 or 0.5) with
+  a small head (global average pooling, dropout, softmax), started from ImageNet weights: what
+  three from-scratch architectures could not learn from a few thousand real photos, a backbone
+  that has seen a million real ones brings. Trained in two stages (:mod:`training.train`): the
+  head on frozen features, then the top blocks with BatchNorm kept in inference mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 from keras import layers
@@ -42,6 +49,8 @@ class Recipe:
     augmentation: str  # geometric strength of training.augment ("original" or "door")
 
 
+BACKBONE_RECIPE = Recipe(input_size=96, batch_size=32, learning_rate=2e-4, steps_per_epoch=None,
+                         activation="softmax", augmentation="real-door")
 SEED_RECIPE = Recipe(input_size=224, batch_size=20, learning_rate=1e-4, steps_per_epoch=100,
                      activation="sigmoid", augmentation="original")
 COMPACT_RECIPE = Recipe(input_size=96, batch_size=32, learning_rate=2e-3, steps_per_epoch=None,
@@ -54,11 +63,18 @@ _COMPACT_BLOCKS = {
     "compact-l": (32, ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))),
 }
 
-PRESETS = ("seed", *_COMPACT_BLOCKS)
+#: Backbone presets → MobileNetV2 width multiplier (alpha).
+BACKBONES = {"mobilenetv2-0.35": 0.35, "mobilenetv2-0.5": 0.5}
+#: The backbone's own name inside a backbone model (training.train freezes and unfreezes it by name).
+BACKBONE_NAME = "backbone"
+
+PRESETS = ("seed", *_COMPACT_BLOCKS, *BACKBONES)
 
 
 def recipe(preset: str) -> Recipe:
     _check_preset(preset)
+    if preset in BACKBONES:
+        return BACKBONE_RECIPE
     return SEED_RECIPE if preset == "seed" else COMPACT_RECIPE
 
 
@@ -67,12 +83,20 @@ def _check_preset(preset: str) -> None:
         raise ValueError(f"unknown model preset {preset!r} (choose from {', '.join(PRESETS)})")
 
 
-def make_model(preset: str, num_classes: int, input_size: int | None = None) -> keras.Model:
-    """An uncompiled model of ``preset`` for ``num_classes`` classes at ``input_size`` px (square)."""
+def make_model(preset: str, num_classes: int, input_size: int | None = None,
+               backbone_weights: str | None = None) -> keras.Model:
+    """An uncompiled model of ``preset`` for ``num_classes`` classes at ``input_size`` px (square).
+
+    ``backbone_weights`` (backbone presets only): a path to Keras' ``*_no_top.h5`` file, ``"imagenet"``
+    (Keras downloads it) or None (random start)."""
     _check_preset(preset)
     size = input_size or recipe(preset).input_size
     if preset == "seed":
         return _seed_model(num_classes, size)
+    if preset in BACKBONES:
+        return _backbone_model(preset, num_classes, size, backbone_weights)
+    if backbone_weights:
+        raise ValueError(f"--backbone-weights needs a backbone preset ({', '.join(BACKBONES)}), not {preset}")
     return _compact_model(preset, num_classes, size)
 
 
@@ -150,6 +174,42 @@ def _compact_model(preset: str, num_classes: int, size: int) -> keras.Model:
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
     return keras.Model(inputs, outputs, name=preset.replace("-", "_"))
+
+
+def _backbone_model(preset: str, num_classes: int, size: int, weights: str | None) -> keras.Model:
+    """MobileNetV2 base + head. Input raw RGB [0, 255], scaled to [-1, 1] inside (as ImageNet training did)."""
+    if size < 32:
+        raise ValueError(f"{preset} needs an input of at least 32 px (got {size})")
+    if weights not in (None, "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise DatasetError(f"backbone weights {path} do not exist (give a path, 'imagenet' or 'none')")
+        weights = str(path)
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=BACKBONES[preset],
+                                          include_top=False, weights=weights)
+    base = keras.Model(base.input, base.output, name=BACKBONE_NAME)
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    x = base(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs, name=preset.replace("-", "_").replace(".", ""))
+
+
+def set_backbone_trainable(model: keras.Model, from_layer: str | None) -> None:
+    """Freeze the whole backbone (``from_layer`` None) or unfreeze it from the layer named
+    ``from_layer`` on (e.g. ``block_13_expand``). BatchNorm layers always stay frozen, so they keep
+    ImageNet's statistics and run in inference mode: fine-tuning on a few thousand images must
+    not re-estimate them (the Keras transfer-learning guide's advice)."""
+    base = model.get_layer(BACKBONE_NAME)
+    names = [layer.name for layer in base.layers]
+    if from_layer is not None and from_layer not in names:
+        raise ValueError(f"the backbone has no layer {from_layer!r}")
+    start = names.index(from_layer) if from_layer is not None else len(names)
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= start and not isinstance(layer, layers.BatchNormalization)
 
 
 def count_macs(model: keras.Model) -> int:

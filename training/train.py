@@ -46,7 +46,7 @@ from training.dataset import (
     load_real_folder,
     load_split,
 )
-from training.models import compile_model, count_macs, make_model, recipe
+from training.models import BACKBONES, compile_model, count_macs, make_model, recipe, set_backbone_trainable
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,27 @@ class TrainConfig:
     split: SplitSizes = field(default_factory=SplitSizes)
     patience: int | None = 8  # early stopping on val_loss; None or 0 = train all epochs
     label_smoothing: float = 0.0
-    augment: str | None = None  # "original", "door", "real" (training.augment) or "none"
+    augment: str | None = None  # "original", "door", "real", "real-door" (training.augment) or "none"
     overwrite: bool = False
     real_dirs: tuple[Path, ...] = ()  # realmask-style folders of real photos (train/ and val/)
     resume: bool = False  # continue from last.keras + progress.json in out_dir
     init_from: Path | None = None  # start from this model's weights (fine-tuning; fresh optimizer and schedule)
     class_weights: tuple[float, ...] | None = None  # loss weight per class, in class order (None: all 1)
+    # Backbone presets (training.models.BACKBONES): where the pretrained weights come from (a path to
+    # Keras' *_no_top.h5, "imagenet" = Keras' download, None = random start), how many epochs train the
+    # head alone on frozen features (at head_learning_rate), and from which backbone layer on the
+    # remaining epochs fine-tune (BatchNorm stays frozen; None = the head only, throughout).
+    backbone_weights: str | None = None
+    head_epochs: int = 0
+    head_learning_rate: float = 1e-3
+    fine_tune_from: str | None = None
+    # "shuffle": every training image once per pass; "sqrt": classes drawn equally often and, inside a
+    # class, real and rendered images in proportion to the square root of their counts, so 52 real
+    # wrongly-worn masks are seen often but cannot crowd out 2,000 rendered ones.
+    sampling: str = "shuffle"
+    # "all": validate (best checkpoint, early stopping) on the synthetic val split plus the real photos'
+    # val parts; "real": on the real photos' val parts only — the figures that decide a door's worth.
+    select_on: str = "all"
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` filled from the preset's recipe, validated."""
@@ -95,6 +110,16 @@ class TrainConfig:
                 raise DatasetError(f"the {name} split needs at least 1 image per class")
         if config.epochs < 1 or config.batch_size < 1 or config.input_size < 16:
             raise ValueError("epochs and batch size must be ≥ 1 and the input size ≥ 16 px")
+        if config.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {config.sampling!r} (choose from {', '.join(SAMPLINGS)})")
+        if config.select_on not in ("all", "real") or (config.select_on == "real" and not config.real_dirs):
+            raise ValueError("select_on must be 'all' or 'real', and 'real' needs real photos (--real)")
+        if not 0 <= config.head_epochs < config.epochs and (config.head_epochs or config.fine_tune_from):
+            raise ValueError(f"head_epochs must be in 0..epochs-1 (got {config.head_epochs} of {config.epochs})")
+        backbone = config.preset in BACKBONES
+        if not backbone and (config.head_epochs or config.fine_tune_from or config.backbone_weights):
+            raise ValueError(f"head epochs, fine-tuning and backbone weights need a backbone preset "
+                             f"({', '.join(BACKBONES)}), not {config.preset}")
         return config
 
     def as_json(self) -> dict:
@@ -136,22 +161,48 @@ def _targets(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
     return labels
 
 
-def training_dataset(images: np.ndarray, targets: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
-    """Shuffled, endlessly repeated, augmented batches (sequential map keeps the seed meaningful)."""
+SAMPLINGS = ("shuffle", "sqrt")
+
+
+def sampling_weights(labels: np.ndarray, is_real: np.ndarray) -> dict[tuple[int, bool], float]:
+    """``{(class, is real): share of draws}`` for ``sqrt`` sampling; the shares add up to 1.
+
+    Every class present gets the same share; inside a class, real and rendered images split it in
+    proportion to the square root of their counts (a middle way between drawing by count, which
+    drowns a rare real kind, and drawing each kind equally, which repeats 52 crops to overfitting).
+    """
+    classes = sorted(set(int(label) for label in labels))
+    weights = {}
+    for cls in classes:
+        groups = {real: int(np.sum((labels == cls) & (is_real == real))) for real in (False, True)}
+        roots = {real: math.sqrt(count) for real, count in groups.items() if count}
+        for real, root in roots.items():
+            weights[(cls, real)] = root / sum(roots.values()) / len(classes)
+    return weights
+
+
+def training_dataset(images: np.ndarray, targets: np.ndarray, config: TrainConfig,
+                     is_real: np.ndarray | None = None, labels: np.ndarray | None = None) -> tf.data.Dataset:
+    """Shuffled (or ``sqrt``-sampled), endlessly repeated, augmented batches (sequential map keeps the seed meaningful)."""
     augmenter = make_augmenter(config.seed, config.augment) if config.augment != "none" else None
 
     def prepare(batch, target):
         batch = tf.cast(batch, tf.float32)
         return (augmenter(batch, training=True) if augmenter else batch), target
 
-    return (
-        tf.data.Dataset.from_tensor_slices((images, targets))
-        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(config.batch_size)
-        .map(prepare)
-        .prefetch(2)
-    )
+    def endless(rows: np.ndarray) -> tf.data.Dataset:
+        return (tf.data.Dataset.from_tensor_slices((images[rows], targets[rows]))
+                .shuffle(len(rows), seed=config.seed, reshuffle_each_iteration=True).repeat())
+
+    if config.sampling == "sqrt":
+        if labels is None or is_real is None:
+            raise ValueError("sqrt sampling needs the labels and which images are real")
+        shares = sampling_weights(labels, is_real)
+        groups = [endless(np.flatnonzero((labels == cls) & (is_real == real))) for cls, real in shares]
+        stream = tf.data.Dataset.sample_from_datasets(groups, weights=list(shares.values()), seed=config.seed)
+    else:
+        stream = endless(np.arange(len(images)))
+    return stream.batch(config.batch_size).map(prepare).prefetch(2)
 
 
 def evaluation_dataset(images: np.ndarray, targets: np.ndarray, batch_size: int) -> tf.data.Dataset:
@@ -217,14 +268,15 @@ def _prepare_run_dir(config: TrainConfig) -> Path:
 
 
 def _with_real_photos(split: Split, config: TrainConfig, classes: tuple[str, ...]) -> tuple[Split, Subset | None]:
-    """``split`` with the real photos' train/val parts added; also the real val part alone (None without real photos)."""
+    """``split`` with the real photos' train/val parts added (val: only them when ``select_on`` is "real");
+    also the real val part alone (None without real photos)."""
     if not config.real_dirs:
         return split, None
     exclude = held_out_own_photos(config.dataset_dir)
     parts = [load_real_folder(d, classes, config.input_size, exclude) for d in config.real_dirs]
     real_val = concat(*(part["val"] for part in parts))
     merged = dataclasses.replace(split, train=concat(split.train, *(part["train"] for part in parts)),
-                                 val=concat(split.val, real_val))
+                                 val=real_val if config.select_on == "real" else concat(split.val, real_val))
     log.info("with real photos: %d train, %d val images (%d own photos left out: in the build's val/test)",
              len(merged.train), len(merged.val), len(exclude))
     return merged, real_val
@@ -235,6 +287,8 @@ def run(config: TrainConfig) -> Path:
     config = config.resolved()
     classes = class_names(config.classes)
     make_model(config.preset, config.classes, config.input_size)  # refuse a bad preset/classes pair before loading data
+    if config.fine_tune_from:
+        set_backbone_trainable(make_model(config.preset, config.classes, config.input_size), config.fine_tune_from)
     run_dir = _prepare_run_dir(config)
     keras.utils.set_random_seed(config.seed)
     log.info("run %s: preset %s, %d classes, %dpx, data %s", run_dir, config.preset, config.classes,
@@ -249,41 +303,60 @@ def run(config: TrainConfig) -> Path:
     if config.resume:
         progress = json.loads((run_dir / PROGRESS).read_text())
         done, past = int(progress["epochs_done"]), progress["history"]
-        model = keras.models.load_model(run_dir / CHECKPOINT)
+        model = keras.models.load_model(run_dir / CHECKPOINT, compile=False)
         log.info("resuming %s after epoch %d of %d", run_dir, done, config.epochs)
     else:
-        model = make_model(config.preset, config.classes, config.input_size)
+        model = make_model(config.preset, config.classes, config.input_size, config.backbone_weights)
+        if config.backbone_weights:
+            log.info("backbone weights: %s", config.backbone_weights)
         if config.init_from is not None:
             model.set_weights(keras.models.load_model(config.init_from, compile=False).get_weights())
             log.info("starting from the weights of %s", config.init_from)
-        model = compile_model(model, config.preset, config.learning_rate, config.label_smoothing,
-                              total_steps=steps * config.epochs)
-    epoch_log = EpochLog(config.epochs)
     history_so_far = {key: list(values) for key, values in past.items() if key != "epoch_seconds"}
-    best_so_far = min(history_so_far.get("val_loss", [math.inf]))
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True,
-                                        initial_value_threshold=None if math.isinf(best_so_far) else best_so_far),
-        epoch_log,
-        Checkpoint(run_dir, history_so_far, epoch_log, list(past.get("epoch_seconds", []))),
-    ]
-    if config.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                                       restore_best_weights=True))
-    log.info("training %s (%d params, %.1f M MACs): %d steps × batch %d per epoch, up to %d epochs",
-             model.name, model.count_params(), count_macs(model) / 1e6, steps, config.batch_size, config.epochs)
+    epoch_log = EpochLog(config.epochs)
+    checkpoint = Checkpoint(run_dir, history_so_far, epoch_log, list(past.get("epoch_seconds", [])))
+    real_train = np.array([Path(name).is_absolute() for name in split.train.files])  # real photos: absolute names
+    batches = training_dataset(split.train.images, _targets(split.train.labels, config), config,
+                               is_real=real_train, labels=split.train.labels)
+    validation = evaluation_dataset(split.val.images, _targets(split.val.labels, config), config.batch_size)
     started = time.monotonic()
-    fit = model.fit(
-        training_dataset(split.train.images, _targets(split.train.labels, config), config),
-        steps_per_epoch=steps,
-        epochs=config.epochs,
-        initial_epoch=done,
-        class_weight=dict(enumerate(config.class_weights)) if config.class_weights else None,
-        validation_data=evaluation_dataset(split.val.images, _targets(split.val.labels, config), config.batch_size),
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles (seeded)
-        verbose=0,
-    )
+    for stage in _stages(config):
+        if done >= stage.last_epoch:
+            continue
+        if config.preset in BACKBONES:
+            set_backbone_trainable(model, stage.unfreeze_from)
+        # A fresh optimizer per stage (and on resume); the cosine schedule is placed where the stage stood.
+        model = compile_model(model, config.preset, stage.learning_rate, config.label_smoothing,
+                              total_steps=steps * (stage.last_epoch - stage.first_epoch))
+        model.optimizer.iterations.assign(steps * (max(done, stage.first_epoch) - stage.first_epoch))
+        best_so_far = min(history_so_far.get("val_loss", [math.inf]))
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True,
+                                            initial_value_threshold=None if math.isinf(best_so_far) else best_so_far),
+            epoch_log,
+            checkpoint,
+        ]
+        if config.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                           restore_best_weights=True))
+        trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+        log.info("%s: %s (%d params, %d trainable, %.1f M MACs): %d steps × batch %d per epoch, epochs %d-%d, rate %g",
+                 stage.name, model.name, model.count_params(), trainable, count_macs(model) / 1e6, steps,
+                 config.batch_size, max(done, stage.first_epoch) + 1, stage.last_epoch, stage.learning_rate)
+        model.fit(
+            batches,
+            steps_per_epoch=steps,
+            epochs=stage.last_epoch,
+            initial_epoch=max(done, stage.first_epoch),
+            class_weight=dict(enumerate(config.class_weights)) if config.class_weights else None,
+            validation_data=validation,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded)
+            verbose=0,
+        )
+        done = len(history_so_far.get("val_loss", []))
+        if done < stage.last_epoch:  # early stopping ended the run
+            break
     training_seconds = time.monotonic() - started
     history = {key: list(values) for key, values in history_so_far.items()}
     history["epoch_seconds"] = list(past.get("epoch_seconds", [])) + epoch_log.seconds
@@ -294,6 +367,28 @@ def run(config: TrainConfig) -> Path:
     real = real_figures(best, real_val, split.classes, config.batch_size) if real_val is not None else None
     _write_run_json(run_dir, config, split, best, history, metrics, training_seconds, real)
     return run_dir
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Epochs ``first_epoch``..``last_epoch`` (0-based start, exclusive end) with one trainable set and rate."""
+
+    name: str
+    first_epoch: int
+    last_epoch: int
+    learning_rate: float
+    unfreeze_from: str | None  # backbone presets: None = backbone frozen
+
+
+def _stages(config: TrainConfig) -> list[Stage]:
+    """One stage, or for a backbone: the head on frozen features, then fine-tuning from ``fine_tune_from``."""
+    if config.preset not in BACKBONES:
+        return [Stage("training", 0, config.epochs, config.learning_rate, None)]
+    if not config.head_epochs:
+        return [Stage("fine-tuning", 0, config.epochs, config.learning_rate, config.fine_tune_from)]
+    return [Stage("head on frozen features", 0, config.head_epochs, config.head_learning_rate, None),
+            Stage(f"fine-tuning from {config.fine_tune_from or 'the head only'}", config.head_epochs,
+                  config.epochs, config.learning_rate, config.fine_tune_from)]
 
 
 def real_figures(model: keras.Model, subset: Subset, classes: tuple[str, ...], batch_size: int = 64) -> dict:
