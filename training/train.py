@@ -409,6 +409,17 @@ def evaluate(model: keras.Model, split: Split, config: TrainConfig, history: dic
     return report.write_report(run_dir, history, test.labels, probabilities, split.classes, test.images, loss)
 
 
+def _backbone_provenance(config: TrainConfig) -> dict | None:
+    """Which pretrained weights a backbone run started from (the model card names the file and its SHA-256)."""
+    if config.preset not in BACKBONES:
+        return None
+    weights = config.backbone_weights
+    path = Path(weights) if weights not in (None, "imagenet") else None
+    return {"preset": config.preset, "weights": weights or "none (random start)",
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path else None,
+            "head_epochs": config.head_epochs, "fine_tune_from": config.fine_tune_from}
+
+
 def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: keras.Model,
                     history: dict, metrics: dict, training_seconds: float, real_val: dict | None = None) -> None:
     val_losses = history.get("val_loss", [])
@@ -431,6 +442,7 @@ def _write_run_json(run_dir: Path, config: TrainConfig, split: Split, model: ker
         "training_seconds": round(training_seconds, 1),
         "test_accuracy": metrics["accuracy"],
         "real_val": real_val,
+        "backbone": _backbone_provenance(config),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
