@@ -43,3 +43,7 @@ class DatasetError(MaskgateError, ValueError):
 
 class StateError(MaskgateError, OSError):
     """A file in the state directory (the outbox) is corrupt or not ours: refuse to start rather than lose it."""
+
+
+class UsageError(MaskgateError, ValueError):
+    """A command-line argument that cannot work (gate-cli exits 2, like argparse's own errors)."""

@@ -231,14 +231,32 @@ class DecisionPolicy:
         frames = track.frames + 1
         label = track.label
         if frames >= self._settings.evidence_frames:
-            p_masked, p_incorrect = masked / total, incorrect / total
-            if p_masked >= self.mask_bar:
-                label = WITH_MASK
-            elif 1.0 - p_masked >= self._settings.decide_confidence:
-                sure_incorrect = p_incorrect >= self._settings.decide_confidence * (1.0 - p_masked)
-                label = INCORRECT_MASK if sure_incorrect else WITHOUT_MASK
+            label = self._read(masked / total, incorrect / total) or label
         return replace(track, box=obs.detection.box, last_seen=now, latest=obs, frames=frames,
                        weight=total, masked=masked, incorrect=incorrect, label=label)
+
+    def _read(self, p_masked: float, p_incorrect: float) -> str | None:
+        """The label averaged probabilities read as, or None while they are inconclusive."""
+        if p_masked >= self.mask_bar:
+            return WITH_MASK
+        if 1.0 - p_masked >= self._settings.decide_confidence:
+            sure_incorrect = p_incorrect >= self._settings.decide_confidence * (1.0 - p_masked)
+            return INCORRECT_MASK if sure_incorrect else WITHOUT_MASK
+        return None
+
+    def decide_still(self, observations: list[FaceObservation]) -> Decision | None:
+        """The decision a photo held in front of the door long enough would get (``gate-cli
+        test-image``): each face read from its one classification by the same bars as a track's
+        evidence, the group decided by the same rule; None when nobody is in it or a face that
+        cannot be read would change the outcome. Leaves the tracks of the stream untouched."""
+        if not observations:
+            return None
+        readings = [self._read(o.classification.scores.get(WITH_MASK, 0.0), o.classification.scores.get(INCORRECT_MASK, 0.0))
+                    for o in observations]
+        outcome = _verdict(self._settings.rule, [r or WITHOUT_MASK for r in readings])
+        if outcome != _verdict(self._settings.rule, [r or WITH_MASK for r in readings]):
+            return None
+        return Decision(verdict=outcome[0], reason=outcome[1], faces=tuple(observations), track_ids=(), at=0.0, first_seen=0.0)
 
     def _reading(self, track: _Track, now: float) -> str | None:
         """The label the track brings to a decision now, or None while it may still be read."""

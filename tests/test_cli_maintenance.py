@@ -85,25 +85,25 @@ def test_status_demo_reads_the_folder_the_demo_writes(tmp_path, capsys):
 
 
 def test_demo_summary_compares_verdict_and_reason_of_every_decision_in_each_window(capsys):
-    from gate.cli import _print_visitors, _Visitor
+    from gate.demo import Visitor, print_visitors
 
-    segments = [_Visitor(start=1.0, end=4.0, labels=["with_mask"]), _Visitor(start=6.0, end=9.0, labels=["without_mask"]),
-                _Visitor(start=11.0, end=14.0, labels=["incorrect_mask"]), _Visitor(start=16.0, end=19.0, labels=["with_mask", "with_mask"])]
+    segments = [Visitor(start=1.0, end=4.0, labels=["with_mask"]), Visitor(start=6.0, end=9.0, labels=["without_mask"]),
+                Visitor(start=11.0, end=14.0, labels=["incorrect_mask"]), Visitor(start=16.0, end=19.0, labels=["with_mask", "with_mask"])]
     right = [(2.5, "grant", "all_masked"), (7.5, "deny", "no_mask"), (12.5, "deny", "incorrect_mask"), (17.0, "grant", "all_masked")]
-    assert _print_visitors(segments, right, "all_masked") == 0
+    assert print_visitors(segments, right, "all_masked") == 0
     assert capsys.readouterr().out.count("[ok]") == 4
 
     # the case: the bare visitor denied for the wrong reason; a late second decision; a stray one
     wrong = [(0.2, "deny", "no_mask"), (2.5, "grant", "all_masked"), (7.5, "deny", "incorrect_mask"),
              (12.5, "deny", "incorrect_mask"), (13.5, "grant", "all_masked"), (17.0, "grant", "all_masked")]
-    assert _print_visitors(segments, wrong, "all_masked") == 3
+    assert print_visitors(segments, wrong, "all_masked") == 3
     out = capsys.readouterr().out
     assert "[EXTRA] 0.2 s: deny (no_mask) with nobody at the door" in out
     assert "[MISMATCH] visitor 2: expected deny (no_mask), got 7.5 s deny (incorrect_mask)" in out
     assert "[MISMATCH] visitor 3: expected deny (incorrect_mask), got 12.5 s deny (incorrect_mask); 13.5 s grant (all_masked)" in out
     assert "visitor 1 (with_mask): expected grant (all_masked), gate said 2.5 s grant (all_masked)  [ok]" in out
     assert "2 of 4 visitors right; 1 decision(s) with nobody at the door" in out
-    assert _print_visitors(segments[:1], [], "all_masked") == 1  # saying nothing is wrong too
+    assert print_visitors(segments[:1], [], "all_masked") == 1  # saying nothing is wrong too
 
 
 def test_demo_exits_1_when_the_gate_gets_a_visitor_wrong(tmp_path, capsys):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gate.cli import EXIT_USAGE, _print_visitors, _Visitor, main
+from gate.cli import EXIT_USAGE, main
+from gate.demo import Visitor, print_visitors
 
 # The demo clip's visitor 4: a masked pair in view from 17.1 s to 20.8 s; the next one from 22.3 s.
 PAIR = {"start": 17.1, "end": 20.8, "labels": ["with_mask", "with_mask"]}
@@ -34,7 +35,7 @@ CASES = {
 
 @pytest.mark.parametrize(("decided", "problems", "lines"), CASES.values(), ids=CASES.keys())
 def test_summary_marks_and_counts_every_wrong_answer(decided: list, problems: int, lines: list[str], capsys) -> None:
-    assert _print_visitors([_Visitor(**PAIR), _Visitor(**BARE)], decided, "all_masked") == problems
+    assert print_visitors([Visitor(**PAIR), Visitor(**BARE)], decided, "all_masked") == problems
     out = capsys.readouterr().out
     for line in lines:
         assert line in out
@@ -47,7 +48,7 @@ BAD_SCRIPTS = {
     "a visitor without labels": ({"segments": [{"start": 1.5, "end": 5.2}]}, "segments.0.labels: Field required"),
     "labels not a list": ({"segments": [{"start": 1.5, "end": 5.2, "labels": "with_mask"}]}, "segments.0.labels: Input should be a valid list"),
     "no labels at all": ({"segments": [{"start": 1.5, "end": 5.2, "labels": []}]}, "segments.0.labels: List should have at least 1 item after validation, not 0"),
-    "leaving before arriving": ({"segments": [{"start": 5.2, "end": 1.5, "labels": ["with_mask"]}]}, "segments.0: Value error, end (1.5) is before start (5.2)"),
+    "leaving before arriving": ({"segments": [{"start": 5.2, "end": 1.5, "labels": ["with_mask"]}]}, "segments.0: end (1.5) is before start (5.2)"),
     "a visitor that is not an object": ({"segments": [PAIR, 3]}, "segments.1: must be a JSON object"),
     "a list, not an object": ([PAIR], "the file: must be a JSON object"),
     "a zero frame rate": ({"fps": 0, "segments": [PAIR]}, "fps: Input should be greater than 0"),

@@ -357,3 +357,27 @@ def test_reset_ends_a_fresh_grant() -> None:
     policy.reset()
     again = [policy.update((3 + n) / FPS, [observation(LEFT, M, SURE), observation(RIGHT, M, SURE)]) for n in range(3)]
     assert first[2] is not None and again[2] is not None and again[2].track_ids == (2, 3)
+
+
+STILLS = {
+    "one masked face": ([(LEFT, M, SURE)], {}, ("grant", "all_masked")),
+    "one bare face": ([(LEFT, W, SURE)], {}, ("deny", "no_mask")),
+    "a mask worn wrongly": ([(LEFT, I, SURE)], {}, ("deny", "incorrect_mask")),
+    "a doubtful face alone: no decision": ([(LEFT, M, UNSURE)], {}, None),
+    "a doubtful face beside a bare one: the bare one decides": ([(LEFT, M, UNSURE), (RIGHT, W, SURE)], {}, ("deny", "no_mask")),
+    "masked pair": ([(LEFT, M, SURE), (RIGHT, M, SURE)], {}, ("grant", "all_masked")),
+    "any_masked: one of two is enough": ([(LEFT, M, SURE), (RIGHT, W, SURE)], {"rule": "any_masked"}, ("grant", "any_masked")),
+    "observe never grants": ([(LEFT, M, SURE)], {"rule": "observe"}, ("deny", "observed_all_masked")),
+    "masked below the contract's floor is not read masked": ([(LEFT, M, 0.7)], {"decide_confidence": 0.7}, None),
+    "nobody": ([], {}, None),
+}
+
+
+@pytest.mark.parametrize(("faces", "settings", "expected"), STILLS.values(), ids=STILLS.keys())
+def test_a_still_gets_the_decision_the_stream_of_it_would_get(faces: list, settings: dict, expected: tuple | None) -> None:
+    """decide_still (gate-cli test-image) agrees with the door fed the same photo for a second."""
+    policy = DecisionPolicy(PolicySettings(**settings), min_confidence=0.75)
+    still = policy.decide_still([observation(*face) for face in faces])
+    assert (None if still is None else (still.verdict, still.reason)) == expected
+    streamed = [d for d in (policy.update(n / FPS, [observation(*face) for face in faces]) for n in range(FPS // 2)) if d is not None]
+    assert [(d.verdict, d.reason) for d in streamed] == ([] if expected is None else [expected])

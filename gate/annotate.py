@@ -1,0 +1,75 @@
+"""Images gate-cli writes when asked: annotated copies of stills (``test-image --annotate``),
+where each goes and the boxes and labels drawn on it, and a camera frame (``test-camera --save``).
+Nothing here runs unless the operator asks for it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gate.errors import ImageError, UsageError
+from gate.paths import ensure_writable_folder
+from gate.policy import FaceObservation
+
+_COLOURS = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect_mask": (255, 160, 0)}
+
+
+def annotation_targets(folder: Path, paths: list[Path]) -> list[Path]:
+    """One output file per input, never two alike, in a folder checked writable before any image.
+
+    The inputs' folders below their common folder are kept (``a/x.jpg`` → ``OUT/a/x.annotated.jpg``),
+    never more: inputs with nothing in common but ``/`` go straight into ``OUT``. A name still taken
+    (``x.jpg`` and ``x.png``, a file given twice) gets a number.
+    """
+    try:
+        ensure_writable_folder(folder)
+    except OSError as exc:
+        raise UsageError(f"--annotate {folder}: not a folder that can be written ({exc.strerror or exc})") from None
+    resolved = [Path(os.path.abspath(p)) for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved]))
+    targets: list[Path] = []
+    for path in resolved:
+        below = path.parent.relative_to(common)
+        base = folder if common == Path(common.anchor) else folder / below
+        target, number = base / f"{path.stem}.annotated.jpg", 1
+        while target in targets:
+            number += 1
+            target = base / f"{path.stem}.annotated-{number}.jpg"
+        targets.append(target)
+    return targets
+
+
+def write_annotated(image: np.ndarray, observations: list[FaceObservation], out: Path) -> None:
+    """The RGB ``image`` with each face's box and label drawn on it, as a JPEG at ``out``."""
+    canvas = image.copy()
+    for o in observations:
+        x, y, w, h = o.detection.box.as_list()
+        colour = _COLOURS.get(o.classification.label, (255, 255, 255))
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
+        text = f"{o.classification.label} {o.classification.confidence:.2f}"
+        cv2.putText(canvas, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    write_image(canvas, out, "the annotated copy")
+
+
+def check_image_target(path: Path) -> None:
+    """UsageError unless ``path`` names an image format OpenCV writes, in a folder that exists and
+    can be written: said before any work, not as a failure at its end."""
+    if not cv2.haveImageWriter(str(path)):
+        raise UsageError(f"{path}: not an image file name OpenCV can write (use .jpg or .png)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"{path}: cannot write there (not a file in a folder that exists and can be written)")
+
+
+def write_image(image: np.ndarray, out: Path, what: str = "the image") -> None:
+    """An RGB image to ``out`` (its folder made if needed), or ImageError saying why not."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except (OSError, cv2.error) as exc:
+        raise ImageError(f"{out}: cannot write {what} ({getattr(exc, 'strerror', None) or str(exc).strip().splitlines()[-1]})") from None
+    if not written:
+        raise ImageError(f"{out}: cannot write {what}")
