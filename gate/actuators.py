@@ -62,6 +62,8 @@ def make_pin_factory(name: str) -> Any:
             return NativeFactory()
     except ImportError as exc:
         raise ConfigError(f"door.pin_factory = {name!r} needs a library that is not installed ({exc}); install maskgate[pi]") from exc
+    except Exception as exc:  # noqa: BLE001 - gpiozero's PinUnknownPi off a Pi, lgpio's error without /dev/gpiochip access
+        raise ConfigError(f"door.pin_factory = {name!r} cannot start on this machine ({type(exc).__name__}: {exc})") from exc
     raise ConfigError(f"door.pin_factory: unknown pin factory {name!r}")
 
 

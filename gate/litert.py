@@ -6,10 +6,14 @@ build, no wheels past Python 3.11) is accepted as a fallback for old Pis.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from gate.errors import ModelError
+from gate.logs import native_stderr_to_log
+
+log = logging.getLogger(__name__)
 
 try:  # pragma: no cover - which branch runs depends on the host
     from ai_edge_litert.interpreter import Interpreter
@@ -20,6 +24,8 @@ except ImportError:  # pragma: no cover
         Interpreter = None  # type: ignore[assignment,misc]
 
 _TFLITE_IDENTIFIER = b"TFL3"
+#: How LiteRT's C++ starts the lines it prints (its errors also reach the exception we raise).
+_NATIVE_LINE = ("INFO: ", "WARNING: ", "ERROR: ")
 
 
 def load_interpreter(model: str | Path | bytes, num_threads: int = 1) -> Any:
@@ -37,8 +43,10 @@ def load_interpreter(model: str | Path | bytes, num_threads: int = 1) -> Any:
     if len(content) < 8 or content[4:8] != _TFLITE_IDENTIFIER:
         raise ModelError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
     try:
-        interpreter = Interpreter(model_content=content, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        # its C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." past logging
+        with native_stderr_to_log(log, lambda line: line.startswith(_NATIVE_LINE)):
+            interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{name}: LiteRT cannot load this model: {exc}") from exc
     return interpreter

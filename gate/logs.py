@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -39,3 +44,33 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # TensorFlow-free, but LiteRT and OpenCV can still be chatty.
     logging.getLogger("PIL").setLevel(logging.WARNING)
+
+
+_NATIVE_STDERR = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(logger: logging.Logger, chatter: Callable[[str], bool]) -> Iterator[None]:
+    """Native libraries (LiteRT, FFmpeg) write to file descriptor 2 past Python's logging. Within
+    this block fd 2 goes to a file; afterwards its ``chatter`` lines become INFO records of
+    ``logger`` (shown with --verbose), every other line is written to stderr as it was."""
+    with _NATIVE_STDERR, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if chatter(line):
+                    logger.info("%s", line.rstrip().removeprefix("INFO: "))
+                elif line.strip():
+                    sys.stderr.write(line)
+            sys.stderr.flush()

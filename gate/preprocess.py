@@ -32,6 +32,13 @@ FORMATS = "JPEG, PNG, BMP, WebP, GIF, TIFF or PNM"
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF markers (C4, C8, CC are not frames)
 
 
+def megapixels(pixels: float) -> str:
+    """A pixel count in megapixels for a message: whole ones when large, 3 digits when small
+    (16 384 pixels are "0.0164", not "0")."""
+    value = pixels / 1e6
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     position = 2
     while position + 9 <= len(data):
@@ -129,7 +136,7 @@ def decode_image_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAU
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: header says {width}×{height} pixels")
     if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}×{height} is {width * height / 1e6:.0f} megapixels, over the {max_pixels / 1e6:g}-megapixel limit")
+        raise ImageError(f"{name}: {width}×{height} is {megapixels(width * height)} megapixels, over the {megapixels(max_pixels)}-megapixel limit")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(_JPEG_END):
         raise ImageError(f"{name}: JPEG is truncated (no end-of-image marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and _PNG_END not in data[-32:]:
@@ -141,7 +148,7 @@ def decode_image_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAU
     if image is None or image.size == 0 or image.ndim != 3:
         raise ImageError(f"{name}: not an image OpenCV can decode")
     if image.shape[0] * image.shape[1] > max_pixels:  # a header that lied
-        raise ImageError(f"{name}: decodes to {image.shape[1]}×{image.shape[0]}, over the limit of {max_pixels / 1e6:g} megapixels")
+        raise ImageError(f"{name}: decodes to {image.shape[1]}×{image.shape[0]}, over the limit of {megapixels(max_pixels)} megapixels")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -153,7 +160,7 @@ def read_image_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
     path = Path(path)
     try:
         if path.stat().st_size > 4 * max_pixels + (1 << 20):
-            raise ImageError(f"{path}: {path.stat().st_size / 1e6:.0f} MB is more than an image of {max_pixels / 1e6:g} megapixels can take")
+            raise ImageError(f"{path}: {path.stat().st_size / 1e6:.3g} MB is more than an image of {megapixels(max_pixels)} megapixels can take")
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None

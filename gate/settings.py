@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -43,7 +43,18 @@ SECRET_KEYS = frozenset({"password", "password_file", "key_file"})
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(gt=0.0)]
-Pin = Annotated[str, Field(min_length=1, description="gpiozero pin name: a BCM number like 17, or 'GPIO17', 'BOARD11'")]
+
+
+def _pin_name(value: Any) -> Any:
+    """A BCM number may be written as a TOML integer (``relay_pin = 17``): gpiozero takes it as "17"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"a pin number cannot be negative, got {value}")
+        return str(value)
+    return value
+
+
+Pin = Annotated[str, BeforeValidator(_pin_name), Field(min_length=1, description="gpiozero pin name: a BCM number like 17 (or \"17\"), or 'GPIO17', 'BOARD11'")]
 
 
 class Section(BaseModel):
@@ -292,8 +303,8 @@ def _describe(error: dict[str, Any], environ: Mapping[str, str]) -> str:
         message = "unknown key (typo? see settings.toml for the allowed keys)"
     elif error["type"] == "literal_error":
         message = f"must be one of {error.get('ctx', {}).get('expected', '')}"
-    else:
-        message = error["msg"]
+    else:  # pydantic prefixes our validators' messages with their kind: the key says enough
+        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     got = error.get("input")
     shown = "" if error["type"] == "extra_forbidden" or isinstance(got, dict) or key.split(".")[-1] in SECRET_KEYS else f" (got {got!r})"
     variable = _env_source(tuple(error["loc"]), environ)
@@ -318,7 +329,7 @@ def parse_settings(data: dict[str, Any], environ: Mapping[str, str] | None = Non
         problems.append(f"{variable} (environment): a list or table that is not valid JSON (write lists like [0, 0, 1, 1]; sections as MASKGATE__SECTION__KEY)")
     if problems:
         count = f"{len(problems)} problem{'s' * (len(problems) > 1)}"
-        raise ConfigError(f"{source} is invalid ({count}):\n  " + "\n  ".join(problems))
+        raise ConfigError(f"{source} is invalid ({count}): " + "; ".join(problems))  # one line: a log line, a systemd status
     return settings
 
 

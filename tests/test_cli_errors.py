@@ -64,7 +64,7 @@ def test_a_60000_by_60000_header_is_refused_before_decoding_and_the_rest_still_r
 
 def test_the_pixel_limit_is_configurable(tmp_path, face, capsys):
     status, [result], _ = run_json(["test-image", "--json", "--assume-face", "--max-megapixels", "0.01", str(face)], capsys)
-    assert status == 1 and "128×128 is 0 megapixels, over the 0.01-megapixel limit" in result["error"]
+    assert status == 1 and "128×128 is 0.0164 megapixels, over the 0.01-megapixel limit" in result["error"]
     assert main(["test-image", "--assume-face", "--max-megapixels", "0", str(face)]) == 2
 
 
@@ -104,9 +104,7 @@ def test_settings_is_accepted_before_and_after_the_sub_command(tmp_path, capsys)
 
 
 def test_version_prints_the_version_and_the_default_models_sha(capsys):
-    with pytest.raises(SystemExit) as done:
-        main(["--version"])
-    assert done.value.code == 0
+    assert main(["--version"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("gate-cli 0.1.0") and file_sha256(default_model_path()) in out
 
