@@ -20,7 +20,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -69,8 +71,58 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
         raise StateError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(status, dict):
         raise StateError(f"{path}: not a status object")
+    try:
+        _StatusFile.model_validate(status)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise StateError(f"{path}: not a status the gate wrote ({'.'.join(map(str, first['loc']))}: {first['msg']})") from None
     status["age_s"] = round(max(0.0, time.time() - float(status.get("written_at", 0))), 1)
     return status
+
+
+class _Shown(BaseModel):
+    """The part of a status file that `gate-cli status` shows: typed, so a file that is not the
+    gate's (or is damaged) is one error, not a traceback half-way through the output."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _Camera(_Shown):
+    state: str = "?"
+    detail: str | None = None
+    dropped: int = 0
+    reopens: int = 0
+
+
+class _Outbox(_Shown):
+    pending: int | str = "?"
+    sent_total: int | str = "?"
+    dropped: int | str = "?"
+    oldest_pending_age_s: FiniteFloat | None = None
+
+
+class _Mqtt(_Shown):
+    enabled: bool | None = None
+    connected: bool | None = None
+    last_error: str | None = None
+
+
+class _StatusFile(_Shown):
+    written_at: FiniteFloat = 0.0
+    stopped_at: FiniteFloat | None = None
+    state: str = "running"
+    stop_reason: str | None = None
+    fault: str | None = None
+    gate_id: str = "?"
+    door: str = "?"
+    fps: FiniteFloat | None = None
+    uptime_s: Annotated[float, Field(ge=0, le=1e12)] | None = None
+    model_sha256: str | None = None
+    camera: _Camera | None = None
+    outbox: _Outbox | None = None
+    mqtt: _Mqtt | None = None
+    decisions: dict[str, int] | None = None
+    last_decision: dict[str, Any] | None = None
 
 
 def _when(timestamp: Any) -> str:
