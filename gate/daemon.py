@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gate.actuators import Door
 from gate.camera import FrameSource, open_camera, require_backend
@@ -38,9 +38,13 @@ from gate.notify import Notifier
 from gate.outbox import Outbox
 from gate.paths import ensure_writable_folder
 from gate.policy import OBSERVED_PREFIX, Decision, DecisionPolicy, FaceObservation
+from gate.preview.feed import PreviewFeed
 from gate.settings import Settings
 from gate.snapshots import FaceSnapshots
 from gate.types import Frame
+
+if TYPE_CHECKING:
+    from gate.preview.server import PreviewServer
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class Gate:
         journal: Journal | None = None,
         snapshots: FaceSnapshots | None = None,
         on_decision: Callable[[Decision, Event, Frame], None] | None = None,
+        preview: PreviewFeed | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gate_id = gate_id
@@ -102,6 +107,7 @@ class Gate:
         self.journal = journal
         self.snapshots = snapshots
         self.on_decision = on_decision
+        self.preview = preview
         self.clock = clock
         self.stats = LoopStats(started=clock())
         self._fault: str | None = None
@@ -142,6 +148,9 @@ class Gate:
         if faces:  # a frame without a face classifies nothing: it says nothing about the classifier's time
             self.stats.record_stage("classify", classified - detected)
         self.stats.record_stage("policy", self.clock() - classified)
+        if self.preview is not None:  # hands over references and returns: a viewer never slows the door
+            ignored = getattr(self.detector, "ignored", ())  # a detector without size and region filters ignores nothing
+            self.preview.offer(frame, self.policy.tracked(), ignored, door=self.door.state, stage_ms=self.stats.stage_ms)
         return decision
 
     def _act(self, decision: Decision, frame: Frame, processing_s: float) -> None:
@@ -156,6 +165,8 @@ class Gate:
         publish_event(event, f"{labels}; {event.latency_ms:.0f} ms after the face appeared", self.link, self.journal, self.stats)
         if self.snapshots is not None:
             self.snapshots.save(frame.image, [o.detection.box for o in decision.faces], event.event_id)
+        if self.preview is not None:
+            self.preview.decided(event)
         if self.on_decision is not None:
             self.on_decision(decision, event, frame)
 
@@ -331,7 +342,8 @@ def serve(
     health: dict[str, Any] = {}
     stop_reason = "stopped"
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
-    with signals, Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
+    preview = _preview_server(settings)
+    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
         link = (
             MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt), seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE)
             if settings.mqtt.enabled
@@ -373,6 +385,7 @@ def serve(
                 gate = Gate(
                     gate_id=settings.gate.id, camera=source, detector=detector, classifier=classifier, policy=policy,
                     door=door, outbox=outbox, link=link, journal=journal, snapshots=snapshots, on_decision=on_decision,
+                    preview=preview.feed if preview is not None else None,
                 )
                 log.info("gate %s running: camera %s, rule %s", settings.gate.id, settings.camera.source, settings.policy.rule)
                 health = _loop(gate, settings, notifier, link, stop, until_camera_ends)
@@ -388,6 +401,15 @@ def serve(
                 link.stop()
             _write_state(settings, door, "stopped", health, stopped_at=time.time(), stop_reason=stop_reason)
     return health
+
+
+def _preview_server(settings: Settings) -> PreviewServer | None:
+    """The installer's live page when ``[preview] enabled``; its token is read here, before any part starts."""
+    if not settings.preview.enabled:
+        return None
+    from gate.preview.server import PreviewServer  # the web server is imported only when the page is on
+
+    return PreviewServer.from_settings(settings)
 
 
 def check_paths(settings: Settings) -> None:

@@ -107,6 +107,8 @@ def run_demo(settings: Settings, clip: Path) -> int:
     fps = script.fps or settings.camera.fps
     pace = "real time" if settings.camera.realtime else "as fast as possible"
     print(f"maskgate demo: {clip} ({pace}; mock relay and LEDs, no broker; state in {settings.gate.state_dir})", flush=True)
+    if settings.preview.enabled:
+        print(f"live view: http://{settings.preview.host}:{settings.preview.port}/ ([preview] in the settings)", flush=True)
     decided: list[Decided] = []
 
     def show(decision, event, frame) -> None:

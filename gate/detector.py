@@ -159,6 +159,11 @@ class _Look:
     frame: int
 
 
+#: Why a face the detector found is not passed on (``BlazeFaceDetector.ignored``; a face both too small and
+#: outside the region is counted as too small).
+TOO_SMALL, OUTSIDE_ROI = "under_min_size", "outside_roi"
+
+
 class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 
@@ -408,6 +413,7 @@ class BlazeFaceDetector:
         self._frames_without_face = 0
         self._frame = 0  # frames seen since the reset: when each known face was last confirmed
         self._heads_seen: tuple[int, np.ndarray, np.ndarray] | None = None  # (frame, head boxes, scores): one pose run a frame
+        self.ignored: list[tuple[Detection, str]] = []  # the last frame's faces dropped by the size or region filter, with why
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (the next frame of the stream), in frame pixels, best score first."""
@@ -436,8 +442,11 @@ class BlazeFaceDetector:
         return self._filtered(rows, scores, image)
 
     def _filtered(self, rows: np.ndarray, scores: np.ndarray, image: np.ndarray) -> list[Detection]:
-        detections = [_detection(row, score) for row, score in zip(rows, scores)]
-        return [d for d in detections if self._wanted(d, image.shape[1], image.shape[0])]
+        """The faces passed on; the others, with why, are kept in ``ignored`` for the preview's tuning view."""
+        found = [_detection(row, score) for row, score in zip(rows, scores)]
+        reasons = [self._ignored_because(d, image.shape[1], image.shape[0]) for d in found]
+        self.ignored = [(d, why) for d, why in zip(found, reasons) if why is not None]
+        return [d for d, why in zip(found, reasons) if why is None]
 
     def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Known faces kept where nothing moved, re-found on crops where something did; the full pass
@@ -614,7 +623,11 @@ class BlazeFaceDetector:
         face[:4] = (fx - width * side / 2, fy - height * side / 2, fx + width * side / 2, fy + height * side / 2)
         return face, float(head_scores[best])
 
-    def _wanted(self, detection: Detection, width: int, height: int) -> bool:
+    def _ignored_because(self, detection: Detection, width: int, height: int) -> str | None:
         x0, y0, x1, y1 = self._settings.roi
         cx, cy = detection.box.center
-        return detection.box.w >= self._settings.min_face_px and x0 * width <= cx <= x1 * width and y0 * height <= cy <= y1 * height
+        if detection.box.w < self._settings.min_face_px:
+            return TOO_SMALL
+        if not (x0 * width <= cx <= x1 * width and y0 * height <= cy <= y1 * height):
+            return OUTSIDE_ROI
+        return None

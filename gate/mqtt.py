@@ -50,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from gate.credentials import read_secret
 from gate.errors import ConfigError
 from gate.outbox import Outbox
 from gate.settings import MqttSettings, TlsSettings
@@ -121,24 +122,8 @@ class Topics:
 
 
 def read_password(settings: MqttSettings, environ: Mapping[str, str] | None = None) -> str | None:
-    """The broker password from ``password_file`` (``%d/`` = systemd's $CREDENTIALS_DIRECTORY) or
-    the ``password_env`` variable. A blank file counts as no password (the unit's empty default
-    credential). Never logged."""
-    env = os.environ if environ is None else environ
-    if settings.password_file is not None:
-        name = str(settings.password_file)
-        if name.startswith("%d/"):
-            if "CREDENTIALS_DIRECTORY" not in env:
-                raise ConfigError(f"mqtt.password_file = {name!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
-            name = os.path.join(env["CREDENTIALS_DIRECTORY"], name[3:])
-        try:
-            with open(name, encoding="utf-8") as file:
-                password = file.read().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {name} ({exc.strerror or exc})") from exc
-        if password:
-            return password
-    return env.get(settings.password_env) or None
+    """The broker password from ``password_file`` or the ``password_env`` variable (see :mod:`gate.credentials`)."""
+    return read_secret("mqtt.password_file", settings.password_file, settings.password_env, environ)
 
 
 def ha_node_id(gate_id: str) -> str:

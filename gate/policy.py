@@ -120,6 +120,16 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class TrackedFace:
+    """A face of the latest frame as the policy sees it (what the live preview draws)."""
+
+    track_id: int
+    observation: FaceObservation
+    reading: str | None  # the label its evidence reads so far; None while it is still being read
+    opened: bool | None  # whether the last decision covering it opened the door; None: not decided yet
+
+
+@dataclass(frozen=True)
 class _Track:
     id: int
     box: Box
@@ -211,6 +221,7 @@ class DecisionPolicy:
         self.join_within_s = settings.join_within_s if door_open_s is None else min(settings.join_within_s, door_open_s / 2)
         self.mask_bar = max(settings.decide_confidence, min_confidence)
         self._tracks: list[_Track] = []
+        self._now: float | None = None  # the time of the latest update
         self._next_id = 1
         self._grant: tuple[float, frozenset[int]] | None = None  # the last decision, if it opened: when, whom
 
@@ -218,6 +229,10 @@ class DecisionPolicy:
         """Forget every track (the camera was lost: whoever was there may have left)."""
         self._tracks = []
         self._grant = None
+
+    def tracked(self) -> list[TrackedFace]:
+        """The faces of the latest update, each with its track's id, reading and decision."""
+        return [TrackedFace(t.id, t.latest, t.label, t.opened) for t in self._tracks if t.last_seen == self._now]
 
     def _weight(self, obs: FaceObservation) -> float:
         size = min(1.0, obs.detection.box.w / self._settings.full_weight_face_px)
@@ -286,6 +301,7 @@ class DecisionPolicy:
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
         """Feed one frame's faces (possibly none); returns a decision when one is taken."""
+        self._now = now
         alive = [t for t in self._tracks if now - t.last_seen <= self._settings.track_max_age_s]
         matched = _match(alive, observations, self._settings.track_iou)
         refound = self._refind(now, alive, observations, matched)

@@ -39,7 +39,7 @@ from gate.models import default_model_path
 #: Exit status for "the configuration is wrong": systemd must not restart into the same error.
 EXIT_CONFIG = 78
 ENV_PREFIX = "MASKGATE__"
-SECRET_KEYS = frozenset({"password", "password_file", "key_file"})
+SECRET_KEYS = frozenset({"password", "password_file", "key_file", "token_file"})
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(gt=0.0)]
@@ -209,6 +209,16 @@ class MetricsSettings(Section):
     prometheus_port: int | None = Field(None, ge=1024, le=65535, description="Serve Prometheus metrics on 127.0.0.1:<port>; none to disable")
 
 
+class PreviewSettings(Section):
+    enabled: bool = Field(False, description="Serve the installer's live page (the camera with what the gate sees drawn on it, and tuning figures); off by default: then nothing listens")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on: loopback by default (reach it with `ssh -L 8088:127.0.0.1:8088 pi`); any other address (0.0.0.0: every interface) needs a token")
+    port: int = Field(8088, ge=1024, le=65535, description="TCP port of the live page")
+    fps: Annotated[float, Field(gt=0.0, le=15.0)] = Field(3.0, description="Frames per second the page shows (each one drawn and JPEG-encoded only when a page asks for it)")
+    jpeg_quality: int = Field(70, ge=20, le=95, description="JPEG quality of the page's frames")
+    token_env: str = Field("MASKGATE_PREVIEW_TOKEN", description="Environment variable holding the page's token")
+    token_file: Path | None = Field(None, description="File holding the page's token (e.g. a systemd credential: %d/preview_token); when a token is set every request needs it, and one is required off loopback")
+
+
 class Settings(BaseSettings):
     """The whole tree. Built by :func:`load_settings` / :func:`parse_settings` (file + environment)."""
 
@@ -228,6 +238,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
 
     def state_path(self, relative: Path) -> Path:
         """A path from settings, resolved against gate.state_dir unless absolute."""

