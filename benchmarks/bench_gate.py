@@ -34,16 +34,29 @@ goals use; everything on one core is reported beside it. The streaming pass is r
 with the process allowed on every CPU, so the two threads' overlap is measured here too (on this
 shared machine, against its other jobs). A table splits the Pi 4 time by part (model invokes,
 the code around them, capture). Writes benchmarks/results/gate.md and gate.json.
+
+``--viewer``: instead, the live preview's cost. The streaming pass is run in rounds, each once
+without the preview and once with it on (``PreviewSettings()`` defaults: the loop offers every frame
+to the feed, the server thread draws and encodes what is asked for) and a viewer polling the page as
+a browser does (frames at ``preview.fps``, the panel once a second: a separate process kept off the
+gate's core, as a browser elsewhere would be; it runs in the passes without the preview too, its
+requests refused, so both ways the machine runs the same processes); the order alternates between rounds. Reports frames
+per CPU-second of the gate process both ways (all its threads, the preview's server included: what
+the Pi's core would spend) and their ratio, goal: the preview costs at most 10 %; the wall-clock fps
+too, which on this shared machine swings with the other jobs. Writes benchmarks/results/gate-viewer.md and .json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,7 +82,9 @@ from gate.errors import MaskgateError  # noqa: E402
 from gate.litert import load_interpreter  # noqa: E402
 from gate.models import default_model_path  # noqa: E402
 from gate.policy import DecisionPolicy, FaceObservation  # noqa: E402
-from gate.settings import CameraSettings, DetectorSettings, PolicySettings  # noqa: E402
+from gate.preview.feed import PreviewFeed  # noqa: E402
+from gate.preview.server import PreviewServer  # noqa: E402
+from gate.settings import CameraSettings, DetectorSettings, PolicySettings, PreviewSettings  # noqa: E402
 from gate.types import Box  # noqa: E402
 from tests.door_scenes import FRAME_H, FRAME_W, SyntheticFace, door_background, paste, synthetic_faces  # noqa: E402
 
@@ -95,6 +110,8 @@ DETECTOR_MODELS = {
     "head": ("_heads", "detector pose (second opinion)", POSE_DETECTION),
 }
 GOAL_DECISION_MS = 300.0
+#: With the live preview on and a viewer attached, at least this share of the fps without it.
+GOAL_VIEWER_RATIO = 0.9
 GOAL_PI4_FPS = {"1 face": 30.0, "4 faces": 15.0}
 
 #: Raspberry Pi 4 (Cortex-A72 @ 1.5 GHz, one core, NEON), sustained XNNPACK throughput, ESTIMATES:
@@ -279,14 +296,15 @@ def stages_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassif
     return records
 
 
-def streaming_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier) -> dict[str, Any]:
-    """The daemon's flow: open_camera's capture thread (lossless file mode) feeding the same stages."""
+def streaming_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier, preview: PreviewFeed | None = None) -> dict[str, Any]:
+    """The daemon's flow: open_camera's capture thread (lossless file mode) feeding the same stages;
+    with ``preview``, each frame is offered to it as ``Gate`` does."""
     detector.reset()
     policy = DecisionPolicy(PolicySettings(), classifier.min_confidence)
     settings = CameraSettings(source=str(clip.path), realtime=False, fps=FPS)
     waits, frames = [], 0
     with open_camera(settings) as camera:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while True:
             t0 = time.perf_counter()
             frame = camera.read(timeout=5.0)
@@ -297,11 +315,144 @@ def streaming_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClas
             waits.append(1000 * (time.perf_counter() - t0))
             observations = [FaceObservation(f, classifier.classify(frame.image, f.box)) for f in detector.detect(frame.image)]
             policy.update(frame.index / FPS, observations)
+            if preview is not None:
+                preview.offer(frame, policy.tracked(), detector.ignored, door="locked", stage_ms={})
             frames += 1
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if frames != clip.frames:
         raise MaskgateError(f"{clip.path}: open_camera delivered {frames} of {clip.frames} frames in lossless mode")
-    return {"frames": frames, "seconds": elapsed, "wall_fps": frames / elapsed, "read_wait_ms": stats(waits)}
+    return {"frames": frames, "seconds": elapsed, "wall_fps": frames / elapsed, "cpu_seconds": cpu, "fps_per_cpu_second": frames / cpu,
+            "read_wait_ms": stats(waits)}
+
+
+#: A browser on another machine: fetches the newest frame every 1/fps s and the panel every second
+#: until SIGTERM, then prints how many distinct frames and panels it got.
+VIEWER = r"""
+import signal, sys, time, urllib.request
+url, fps = sys.argv[1], float(sys.argv[2])
+seen, panels, next_panel = set(), 0, 0.0
+def done(*_):
+    print(len(seen), panels, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    try:
+        with urllib.request.urlopen(url + "frame.jpg", timeout=5) as response:
+            if response.status == 200 and response.read():
+                seen.add(response.headers["X-Frame-Index"])
+        if time.monotonic() >= next_panel:
+            with urllib.request.urlopen(url + "status.json", timeout=5) as response:
+                panels += bool(response.read())
+            next_panel = time.monotonic() + 1.0
+    except OSError:
+        pass
+    time.sleep(1.0 / fps)
+"""
+
+
+def viewer_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier, cpu: int, attached: bool) -> dict[str, Any]:
+    """The streaming pass with a viewer process polling from the other cores. ``attached``: the preview
+    is on (its server thread on the gate's core) and the viewer gets its frames; else the preview is
+    off and the viewer's requests are refused, so both ways the machine runs the same processes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = PreviewSettings(enabled=True, port=port)
+    elsewhere = set(range(os.cpu_count() or 1)) - {cpu} or {cpu}
+    with PreviewServer(settings, DetectorSettings(threads=1), "bench", token=None) if attached else contextlib.nullcontext() as server:
+        viewer = subprocess.Popen([sys.executable, "-c", VIEWER, f"http://127.0.0.1:{port}/", str(settings.fps)], stdout=subprocess.PIPE,
+                                  text=True, preexec_fn=lambda: os.sched_setaffinity(0, elsewhere))
+        try:
+            result = streaming_pass(clip, detector, classifier, preview=server.feed if server is not None else None)
+        finally:
+            viewer.send_signal(signal.SIGTERM)
+            out, _ = viewer.communicate(timeout=30)
+    frames, panels = (int(v) for v in out.split())
+    return {**result, "viewer_frames": frames, "viewer_panels": panels, "page_fps": settings.fps}
+
+
+def viewer_comparison(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassifier, cpu: int, rounds: int) -> dict[str, Any]:
+    """``rounds`` pairs of streaming passes back to back, without and with the viewer attached, alternating which goes first."""
+    pairs = []
+    for number in range(rounds):
+        order = (False, True) if number % 2 == 0 else (True, False)
+        passes = {attached: viewer_pass(clip, detector, classifier, cpu, attached) for attached in order}
+        without, with_viewer = passes[False], passes[True]
+        pairs.append({
+            "without_cpu_fps": without["fps_per_cpu_second"], "with_cpu_fps": with_viewer["fps_per_cpu_second"],
+            "cpu_ratio": with_viewer["fps_per_cpu_second"] / without["fps_per_cpu_second"],
+            "without_wall_fps": without["wall_fps"], "with_wall_fps": with_viewer["wall_fps"], "wall_ratio": with_viewer["wall_fps"] / without["wall_fps"],
+            "viewer_frames": with_viewer["viewer_frames"], "viewer_panels": with_viewer["viewer_panels"], "seconds": with_viewer["seconds"],
+            "page_fps": with_viewer["page_fps"],
+        })
+    frames = clip.frames * len(pairs)
+    return {
+        "rounds": pairs,
+        # frames per CPU-second of the gate process over all rounds: the server thread's drawing and encoding included
+        "cpu_ratio": (frames / sum(clip.frames / p["with_cpu_fps"] for p in pairs)) / (frames / sum(clip.frames / p["without_cpu_fps"] for p in pairs)),
+        "median_cpu_ratio": float(np.median([p["cpu_ratio"] for p in pairs])),
+        "median_wall_ratio": float(np.median([p["wall_ratio"] for p in pairs])),
+    }
+
+
+def run_viewer(args: argparse.Namespace) -> dict[str, Any]:
+    """The preview's cost only: warm-up, then :func:`viewer_comparison` on each clip."""
+    pinned = pin_to(args.cpu)
+    report: dict[str, Any] = {"command": " ".join([".venv/bin/python benchmarks/bench_gate.py", *sys.argv[1:]]), "machine": machine(pinned),
+                              "model": str(args.model), "clips": {}}
+    detector = BlazeFaceDetector(DetectorSettings(threads=1))
+    classifier = MaskClassifier(args.model, threads=1)
+    needed = sum(count * VISITS for count, _ in SCENES.values())
+    faces = synthetic_faces(needed * 2, seed=args.seed)[:needed]
+    if len(faces) < needed:
+        raise MaskgateError(f"only {len(faces)} of {needed} synthetic faces were usable; try another --seed")
+    with tempfile.TemporaryDirectory(prefix="bench_gate_") as folder:
+        offset = 0
+        for name, (count, height) in SCENES.items():
+            clip = write_clip(Path(folder) / f"{count}faces.mp4", faces[offset : offset + count * VISITS], count, height, args.seed + offset)
+            offset += count * VISITS
+            warm_up(clip, detector, classifier)
+            log.info("%s: %d rounds without and with a viewer", name, args.rounds)
+            report["clips"][name] = viewer_comparison(clip, detector, classifier, args.cpu, args.rounds)
+            log.info("%s: with a viewer %.3f of the frames per CPU-second without", name, report["clips"][name]["cpu_ratio"])
+    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    worst = min(c["cpu_ratio"] for c in report["clips"].values())
+    report["goal"] = {"worst_ratio": worst, "goal_ratio": GOAL_VIEWER_RATIO, "pass": worst >= GOAL_VIEWER_RATIO}
+    return report
+
+
+def viewer_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# The live preview's cost: gate fps without and with a viewer attached",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, shared and busy: load average at start "
+        f"{' / '.join(str(v) for v in m['load_average_at_start'])}, at end {' / '.join(str(v) for v in report['load_average_at_end'])}; "
+        f"gate process (and the preview's server thread) pinned to {m['pinned_to']}, the viewer process on the other CPUs; "
+        f"commit {m['git_commit']}" + (f" with uncommitted changes in {', '.join(m['uncommitted_changes_in'])}" if m["uncommitted_changes_in"] else "") + f"; {m['date_utc']}.",
+        "",
+        "Each round runs the streaming pass (open_camera lossless → detect → classify → policy, as fast as it goes) once without the "
+        "preview and once with it on (`PreviewSettings()` defaults; every frame offered to the feed, the server drawing and encoding "
+        "what the viewer asks for) and a viewer polling frames at the page's rate and the panel every second (in the pass without, the "
+        "same viewer runs and is refused, so both ways the machine runs the same processes); the order alternates. "
+        "The goal is judged on frames per CPU-second of the gate process (all its threads: capture, loop, preview server), which the "
+        "machine's other jobs do not change; the wall-clock fps beside it swings with their load.",
+        "",
+        "| clip | round | frames per CPU-s without | with viewer | ratio | wall fps without | with viewer | ratio | distinct frames the viewer got |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, clip in report["clips"].items():
+        for number, r in enumerate(clip["rounds"], 1):
+            lines.append(f"| {name} | {number} | {r['without_cpu_fps']:.1f} | {r['with_cpu_fps']:.1f} | {r['cpu_ratio']:.3f} | "
+                         f"{r['without_wall_fps']:.1f} | {r['with_wall_fps']:.1f} | {r['wall_ratio']:.3f} | "
+                         f"{r['viewer_frames']} in {r['seconds']:.1f} s (page asks {r['page_fps']:g}/s) |")
+        lines.append(f"| **{name}** | all | | | **{clip['cpu_ratio']:.3f}** (median {clip['median_cpu_ratio']:.3f}) | | | "
+                     f"median {clip['median_wall_ratio']:.3f} | |")
+    goal = report["goal"]
+    lines += ["", f"Goal: with a viewer at least {goal['goal_ratio']:.0%} of the frames per CPU-second without (loses at most {1 - goal['goal_ratio']:.0%}): "
+                  f"worst clip {goal['worst_ratio']:.3f}, **{_verdict(goal['pass'])}**."]
+    return "\n".join(lines) + "\n"
 
 
 def simulate_decisions(clip: Clip, records: list[FrameRecord], processing_ms: list[float], min_confidence: float,
@@ -828,17 +979,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=default_model_path(), help="contracted TFLite classifier")
     parser.add_argument("--cpu", type=int, default=0, help="core to pin the process to")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic faces and scenes")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gate", help="results path without suffix (.md and .json)")
+    parser.add_argument("--out", type=Path, default=None, help="results path without suffix (.md and .json; default results/gate, with --viewer results/gate-viewer)")
+    parser.add_argument("--viewer", action="store_true", help="measure only the live preview's cost: fps without and with a viewer attached")
+    parser.add_argument("--rounds", type=int, default=5, help="--viewer: pairs of passes per clip")
     args = parser.parse_args(argv)
+    args.out = args.out or REPO / "benchmarks" / "results" / ("gate-viewer" if args.viewer else "gate")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        report = run(args)
+        report = run_viewer(args) if args.viewer else run(args)
     except MaskgateError as exc:
         log.error("%s", exc)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
+    text = viewer_markdown(report) if args.viewer else markdown(report)
     args.out.with_suffix(".md").write_text(text)
     print(text)
     log.info("wrote %s and %s", args.out.with_suffix(".md"), args.out.with_suffix(".json"))

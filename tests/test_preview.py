@@ -333,3 +333,13 @@ def test_the_daemon_listens_only_when_the_preview_is_on_and_then_serves_its_fram
     serve_briefly(tmp_path, {"enabled": True, "port": port}, frames_are_served)
     with pytest.raises(ConnectionRefusedError):
         get(port, "/")  # stopped with the gate
+
+
+def test_the_camera_rate_is_the_smoothed_rate_of_the_frames_offered():
+    now = [0.0]
+    feed = PreviewFeed(DetectorSettings(), clock=lambda: now[0])
+    assert feed.fps == 0.0
+    for index, interval in enumerate([0.02, 0.05] * 50):  # alternating: 1/mean interval, not the mean of 1/interval (35 fps)
+        now[0] += interval
+        offer(feed, index, [])
+    assert feed.fps == pytest.approx(1 / 0.035, rel=0.05)

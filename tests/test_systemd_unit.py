@@ -54,7 +54,8 @@ def test_unit_keeps_the_promises_the_code_relies_on() -> None:
     assert unit["CapabilityBoundingSet"] == [""] and unit["NoNewPrivileges"] == ["yes"]
     assert "MASKGATE__GATE__STATE_DIR=/var/lib/maskgate" in unit["Environment"] and unit["StateDirectory"] == ["maskgate"]
     assert "MASKGATE__MQTT__PASSWORD_FILE=%d/mqtt_password" in unit["Environment"]
-    assert [v.split(":")[0] for v in unit["LoadCredential"]] == [v.split(":")[0] for v in unit["SetCredential"]] == ["mqtt_password"]
+    assert "MASKGATE__PREVIEW__TOKEN_FILE=%d/preview_token" in unit["Environment"]
+    assert [v.split(":")[0] for v in unit["LoadCredential"]] == [v.split(":")[0] for v in unit["SetCredential"]] == ["mqtt_password", "preview_token"]
 
 
 def test_exec_start_is_a_valid_gate_cli_command_line() -> None:

@@ -26,7 +26,7 @@ HISTOGRAM_BIN_PX = 16
 HISTOGRAM_BINS = 20
 #: Decisions the side panel lists, newest first.
 DECISIONS_SHOWN = 10
-#: Weight of the newest frame interval in the smoothed frame rate.
+#: Weight of the newest interval between frames in the smoothed frame rate.
 FPS_SMOOTHING = 0.1
 
 
@@ -100,8 +100,8 @@ class PreviewFeed:
         self.decisions: deque[dict[str, Any]] = deque(maxlen=DECISIONS_SHOWN)
         self.door = "locked"
         self.stage_ms: Mapping[str, float] = {}
-        self.fps = 0.0
         self._last_offer: float | None = None
+        self._interval: float | None = None  # smoothed time between offers
 
     def offer(self, frame: Frame, faces: Sequence[TrackedFace], ignored: Sequence[tuple[Detection, str]], *,
               door: str, stage_ms: Mapping[str, float]) -> None:
@@ -112,10 +112,15 @@ class PreviewFeed:
         self.door = door
         self.stage_ms = stage_ms
         now = self.clock()
-        if self._last_offer is not None and now > self._last_offer:
-            rate = 1.0 / (now - self._last_offer)
-            self.fps = rate if self.fps == 0.0 else (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate
+        if self._last_offer is not None:
+            interval = now - self._last_offer
+            self._interval = interval if self._interval is None else (1 - FPS_SMOOTHING) * self._interval + FPS_SMOOTHING * interval
         self._last_offer = now
+
+    @property
+    def fps(self) -> float:
+        """Frames the gate processed per second, smoothed over the last few seconds' intervals."""
+        return 1.0 / self._interval if self._interval else 0.0
 
     def decided(self, event: Event) -> None:
         """A decision was recorded: the panel lists it (labels and scores, never an image)."""
