@@ -8,6 +8,7 @@ Set ``MASKGATE_PREVIEW_SCREENSHOT=docs/preview.png`` to also write the README's 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ TOKEN = "browser-test-token"
 
 try:
     import playwright.sync_api as playwright
+    from playwright.sync_api import expect
 except ImportError:  # pragma: no cover - the test extra installs it
     playwright = None
 
@@ -77,6 +79,7 @@ def test_the_live_view_shows_the_demo_with_boxes_and_refuses_a_request_without_t
     settings = tmp_path / "settings.toml"
     settings.write_text(to_toml({
         "gate": {"state_dir": str(tmp_path / "var")},
+        "detector": {"roi": [0.1, 0.0, 0.9, 1.0]},  # not the whole frame, so the page shows it drawn
         "preview": {"enabled": True, "host": "0.0.0.0", "port": port, "fps": 5},
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKGATE__")} | {"MASKGATE_PREVIEW_TOKEN": TOKEN}
@@ -98,11 +101,13 @@ def test_the_live_view_shows_the_demo_with_boxes_and_refuses_a_request_without_t
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{port}/?token={TOKEN}")
                 assert page.url == f"http://127.0.0.1:{port}/"  # the token left the address bar for a cookie
-                page.wait_for_function("Number(document.body.dataset.faces) >= 1", timeout=60_000)
+                # (Playwright's locator checks: the page's Content-Security-Policy forbids the eval wait_for_function needs)
+                face_on_screen = re.compile(r"^[1-9]")  # body[data-faces]: faces in the frame on screen, set by the page
+                expect(page.locator("body")).to_have_attribute("data-faces", face_on_screen, timeout=60_000)
                 assert box_pixels(page.locator("#frame").screenshot()) > 100  # a box is drawn on what the browser shows
                 # the panel follows the gate: a decision listed, stage times, the tuning counts
-                page.wait_for_function("document.querySelectorAll('#decisions li.grant, #decisions li.deny').length >= 1", timeout=60_000)
-                page.wait_for_function("Number(document.body.dataset.faces) >= 1", timeout=60_000)  # a face on screen again
+                expect(page.locator("#decisions li.grant, #decisions li.deny").first).to_be_visible(timeout=60_000)
+                expect(page.locator("body")).to_have_attribute("data-faces", face_on_screen, timeout=60_000)  # a face on screen again
                 assert page.locator("#detect-ms").inner_text().endswith(" ms")
                 assert "detector.min_face_px" in page.locator("#advice").inner_text()
                 shot = page.screenshot(full_page=True)
