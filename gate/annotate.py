@@ -1,6 +1,7 @@
 """Images gate-cli writes when asked: annotated copies of stills (``test-image --annotate``),
 where each goes and the boxes and labels drawn on it, and a camera frame (``test-camera --save``).
-Nothing here runs unless the operator asks for it."""
+The box and label drawing is shared with the live preview (:mod:`gate.preview.draw`). Nothing here
+runs unless the operator asks for it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ import numpy as np
 from gate.errors import ImageError, UsageError
 from gate.paths import ensure_writable_folder
 from gate.policy import FaceObservation
+from gate.types import Box
 
-_COLOURS = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect_mask": (255, 160, 0)}
+#: RGB colour of a face's box by its label (a class a custom model adds is drawn white).
+LABEL_COLOURS = {"with_mask": (0, 200, 0), "without_mask": (220, 0, 0), "incorrect_mask": (255, 160, 0)}
+OTHER_LABEL_COLOUR = (255, 255, 255)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LINE_PX = 16
 
 
 def annotation_targets(folder: Path, paths: list[Path]) -> list[Path]:
@@ -46,12 +52,26 @@ def write_annotated(image: np.ndarray, observations: list[FaceObservation], out:
     """The RGB ``image`` with each face's box and label drawn on it, as a JPEG at ``out``."""
     canvas = image.copy()
     for o in observations:
-        x, y, w, h = o.detection.box.as_list()
-        colour = _COLOURS.get(o.classification.label, (255, 255, 255))
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
-        text = f"{o.classification.label} {o.classification.confidence:.2f}"
-        cv2.putText(canvas, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        label = o.classification.label
+        draw_box(canvas, o.detection.box, LABEL_COLOURS.get(label, OTHER_LABEL_COLOUR), [f"{label} {o.classification.confidence:.2f}"])
     write_image(canvas, out, "the annotated copy")
+
+
+def draw_box(canvas: np.ndarray, box: Box, colour: tuple[int, int, int], lines: list[str], thickness: int = 2) -> None:
+    """A box with its text lines above it, on ``canvas`` in place (stills here, the live preview's frames)."""
+    x, y, w, h = box.as_list()
+    cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness, cv2.LINE_AA)
+    top = max(14, y - 6 - _LINE_PX * (len(lines) - 1))
+    for number, line in enumerate(lines):
+        draw_label(canvas, line, (x, top + _LINE_PX * number), colour)
+
+
+def draw_label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    """Text on a dark band, readable on any background; ``origin`` is its baseline's left end."""
+    (width, height), baseline = cv2.getTextSize(text, _FONT, 0.45, 1)
+    x, y = origin
+    cv2.rectangle(canvas, (x - 2, y - height - 3), (x + width + 2, y + baseline), (0, 0, 0), cv2.FILLED)
+    cv2.putText(canvas, text, (x, y), _FONT, 0.45, colour, 1, cv2.LINE_AA)
 
 
 def check_image_target(path: Path) -> None:

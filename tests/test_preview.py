@@ -27,7 +27,7 @@ from gate.errors import ConfigError
 from gate.journal import Journal
 from gate.outbox import Outbox
 from gate.policy import DecisionPolicy, FaceObservation, TrackedFace
-from gate.preview.draw import LABEL_COLOURS
+from gate.annotate import LABEL_COLOURS
 from gate.preview.feed import HISTOGRAM_BIN_PX, PreviewFeed, TuningCounts
 from gate.preview.server import PreviewServer
 from gate.settings import DetectorSettings, DoorSettings, OutboxSettings, PolicySettings, PreviewSettings, parse_settings

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from gate.models import default_model_path
-from gate.preview.draw import LABEL_COLOURS, OTHER_LABEL_COLOUR
+from gate.annotate import LABEL_COLOURS
 from tests.test_end_to_end import to_toml
 from tests.test_preview import free_port, get
 
@@ -70,8 +70,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
 def box_pixels(png: bytes) -> int:
     """Pixels in one of the face-box colours (the corridor scene has none of these saturated colours)."""
     image = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
-    colours = [*LABEL_COLOURS.values(), OTHER_LABEL_COLOUR]
-    return int(sum((np.abs(image - np.array(colour)).max(axis=2) < 40).sum() for colour in colours))
+    return int(sum((np.abs(image - np.array(colour)).max(axis=2) < 40).sum() for colour in LABEL_COLOURS.values()))
 
 
 def test_the_live_view_shows_the_demo_with_boxes_and_refuses_a_request_without_the_token(tmp_path, door_clip):
