@@ -2,6 +2,7 @@
 "use strict";
 
 let pageFps = 3;
+let shownIndex = null, shownSince = Date.now();  // the frame on screen, and since when it has not changed
 const $ = (id) => document.getElementById(id);
 
 function text(id, value) { $(id).textContent = value; }
@@ -20,7 +21,10 @@ async function nextFrame() {
         URL.revokeObjectURL(url);
         document.body.dataset.frame = index;  // what is on screen now (the browser test waits on these)
         document.body.dataset.faces = faces;
-        text("frame-info", `frame ${index}, ${faces} face(s) passed on`);
+        if (index !== shownIndex) { shownIndex = index; shownSince = Date.now(); }
+        const still = (Date.now() - shownSince) / 1000;
+        text("frame-info", still > 2 ? `frame ${index}: no new frame for ${still.toFixed(0)} s (camera stalled, or the gate in a fault)`
+                                     : `frame ${index}, ${faces} face(s) passed on`);
       };
       img.src = url;
     }
