@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from gate.errors import ImageError, UsageError
-from gate.paths import ensure_writable_folder
+from gate.paths import ensure_writable_folder, utf8_name
 from gate.policy import FaceObservation
 from gate.types import Box
 
@@ -77,6 +77,10 @@ def draw_label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: t
 def check_image_target(path: Path) -> None:
     """UsageError unless ``path`` names an image format OpenCV writes, in a folder that exists and
     can be written: said before any work, not as a failure at its end."""
+    try:
+        utf8_name(path)  # written by Python, but OpenCV is asked about its extension
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
     if not cv2.haveImageWriter(str(path)):
         raise UsageError(f"{path}: not an image file name OpenCV can write (use .jpg or .png)")
     folder = path.parent if str(path.parent) else Path(".")
@@ -86,10 +90,11 @@ def check_image_target(path: Path) -> None:
 
 def write_image(image: np.ndarray, out: Path, what: str = "the image") -> None:
     """An RGB image to ``out`` (its folder made if needed), or ImageError saying why not."""
-    try:
+    try:  # encoded here and written by Python: OpenCV would crash on a name that is not UTF-8
+        encoded, data = cv2.imencode(out.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not encoded:
+            raise ImageError(f"{out}: cannot write {what} (OpenCV cannot encode {out.suffix or 'it'})")
         out.parent.mkdir(parents=True, exist_ok=True)
-        written = cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        out.write_bytes(data.tobytes())
     except (OSError, cv2.error) as exc:
         raise ImageError(f"{out}: cannot write {what} ({getattr(exc, 'strerror', None) or str(exc).strip().splitlines()[-1]})") from None
-    if not written:
-        raise ImageError(f"{out}: cannot write {what}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import ConfigError, MaskgateError, StateError, UsageError
-from gate.logs import configure_logging
+from gate.logs import configure_logging, quiet_opencv
 from gate.preprocess import DEFAULT_MAX_PIXELS
 from gate.settings import EXIT_CONFIG, Settings, load_settings, parse_settings, redacted
 
@@ -108,13 +108,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_test_camera(args: argparse.Namespace) -> int:
-    from gate.annotate import check_image_target, write_image
-    from gate.camera import open_camera
+    from gate.annotate import check_image_target
 
     settings = _settings(args)
     if args.save:
         check_image_target(args.save)  # before the camera runs: a target that cannot work is said at once
     print(f"opening {settings.camera.source} ({settings.camera.kind})", flush=True)
+    camera_log = logging.getLogger("gate.camera")
+    level = camera_log.level
+    if not args.verbose:  # the command reports the camera's state itself: its reopen warnings would say it twice
+        camera_log.setLevel(logging.ERROR)
+    try:
+        return _report_camera(settings, args)
+    finally:
+        camera_log.setLevel(level)
+
+
+def _report_camera(settings: Settings, args: argparse.Namespace) -> int:
+    from gate.annotate import write_image
+    from gate.camera import open_camera
+
     deadline = time.monotonic() + args.seconds
     first = last = None
     count = 0
@@ -177,9 +190,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(format_status(status, state_dir.absolute()))
         if status is None and not args.demo and read_status(demo_state_dir(settings)) is not None:
             print("          (a demo ran with these settings: gate-cli status --demo)")
-    except StateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except StateError as exc:  # a status file cannot stop a door: 1, not the outbox's 78
+        raise MaskgateError(str(exc)) from None
     return 0
 
 
@@ -226,6 +238,7 @@ class _Parser(argparse.ArgumentParser):
     line; a usage error is one line (argparse's usage block is for ``--help``)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction:
@@ -295,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse(kind: str, exc: Exception, status: int) -> int:
+    """One line on stderr, whatever the message holds (a file name with a line break in it)."""
+    print(f"{kind}: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown escaped, never a crash
         if hasattr(stream, "reconfigure"):
@@ -303,22 +322,20 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse's usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if not logging.getLogger().handlers:  # unless the host set logging up (a test); `run` sets its own
-        configure_logging("INFO" if args.verbose else "WARNING", "text")
+    level = "INFO" if args.verbose else "WARNING"  # `run` sets its own from the settings
+    quiet_opencv(level)
+    if not logging.getLogger().handlers:  # unless the host set logging up (a test)
+        configure_logging(level, "text")
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _refuse("configuration error", exc, EXIT_CONFIG)
     except StateError as exc:  # a corrupt outbox: restarting would not help, repairing it will
-        print(f"state error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _refuse("state error", exc, EXIT_CONFIG)
     except UsageError as exc:
-        print(f"gate-cli: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse("gate-cli: error", exc, EXIT_USAGE)
     except MaskgateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _refuse("error", exc, EXIT_FAILED)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gate.errors import ContractError
+from gate.paths import read_regular_file
 from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def read_contract(model_path: str | Path) -> ModelContract:
     model_path = Path(model_path)
     sidecar = contract_path(model_path)
     try:
-        text = sidecar.read_text(encoding="utf-8")
+        text = read_regular_file(sidecar, 1 << 20).decode("utf-8")
     except FileNotFoundError:
         raise ContractError(
             f"{model_path} has no contract {sidecar.name} beside it: "
@@ -143,8 +144,8 @@ def read_contract(model_path: str | Path) -> ModelContract:
         raise ContractError(f"{sidecar}: cannot read model contract ({exc})") from exc
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"{sidecar}: model contract is not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep to be a contract
+        raise ContractError(f"{sidecar}: model contract is not valid JSON ({exc})") from None
     return parse_contract(data, str(sidecar))
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 
 from gate.errors import CameraError, UsageError
 from gate.logs import native_stderr_to_log
+from gate.paths import read_regular_file, utf8_name
 from gate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,11 @@ def read_clip_script(clip: Path) -> ClipScript:
     """The clip's ground truth beside it (``clip.json``), or an empty script when there is none."""
     script = clip.with_suffix(".json")
     try:
-        if not script.is_file():
+        if not script.exists():
             return ClipScript()
-        return ClipScript.model_validate(json.loads(script.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{script}: not the clip's ground-truth JSON ({exc})") from None
+        return ClipScript.model_validate(json.loads(read_regular_file(script, 1 << 20).decode("utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{script}: not the clip's ground-truth JSON ({getattr(exc, 'strerror', None) or exc})") from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: "
                              f"{'must be a JSON object' if e['type'] == 'model_type' else e['msg'].removeprefix('Value error, ')}"
@@ -84,10 +85,16 @@ def demo_settings(base: Settings, clip: Path, *, fast: bool, state_dir: Path | N
 def check_clip(clip: Path) -> None:
     """CameraError unless the clip's first frame decodes: a clip that cannot be played is said at
     once, before the gate starts (FFmpeg's own complaints go to the log, shown with --verbose)."""
-    if not clip.is_file():
+    if not clip.exists():
         raise CameraError(f"{clip}: no such video file")
+    if not clip.is_file():
+        raise CameraError(f"{clip}: a folder, device or pipe, not a video file")
+    try:
+        name = utf8_name(clip)
+    except OSError as exc:
+        raise CameraError(f"{clip}: {exc.strerror}") from None
     with native_stderr_to_log(log, lambda line: True):
-        capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
         try:
             playable = capture.isOpened() and capture.read()[0]
         finally:
@@ -110,16 +117,31 @@ def run_demo(settings: Settings, clip: Path) -> int:
     if settings.preview.enabled:
         print(f"live view: http://{settings.preview.host}:{settings.preview.port}/ ([preview] in the settings)", flush=True)
     decided: list[Decided] = []
+    open_until = -1.0  # clip time the last grant keeps the door open until
 
     def show(decision, event, frame) -> None:
+        nonlocal open_until
         video_t = frame.index / fps
         decided.append((video_t, decision.verdict, decision.reason))
         faces = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
-        door = {"energised": "door UNLOCKED", "released": "door LOCKED again"}.get(event.relay, "door stays locked")
+        # The door on the clip's clock, so --fast tells what real time does (the mock relay's timers
+        # run on the computer's clock: at 20x speed a grant would still hold it open 100 clip-seconds later).
+        if event.relay == "energised":
+            door, open_until = "door UNLOCKED", video_t + settings.door.unlock_s
+        elif decision.verdict == "grant":
+            door = f"door stays locked ({event.reason})"  # refused: the door is in a fault
+        else:
+            door, open_until = "door LOCKED again" if video_t < open_until else "door stays locked", -1.0
         print(f"  {video_t:5.1f}s  #{event.seq:<3} {decision.verdict.upper():5} {decision.reason:<15} [{faces}]  {door}; "
               f"decided {event.latency_ms:.0f} ms after the face appeared", flush=True)
 
-    health = serve(settings, until_camera_ends=True, on_decision=show)
+    door_log = logging.getLogger("gate.actuators")  # the column above says what the door does
+    level = door_log.level
+    door_log.setLevel(logging.INFO if logging.getLogger().level <= logging.INFO else logging.ERROR)
+    try:
+        health = serve(settings, until_camera_ends=True, on_decision=show)
+    finally:
+        door_log.setLevel(level)
     camera = health.get("camera", {})
     if camera.get("state") == "failed":
         raise CameraError(f"{clip}: cannot play the clip ({camera.get('detail')})")

@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gate.errors import ConfigError, StateError
+from gate.paths import read_regular_file
 
 STATUS_FILE = "status.json"
 STALE_AFTER_S = 60.0  # the daemon rewrites the file every few seconds
@@ -60,15 +61,15 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
     None when it never wrote one there."""
     path = Path(state_dir) / STATUS_FILE
     try:
-        status = json.loads(path.read_text(encoding="utf-8"))
+        status = json.loads(read_regular_file(path, 1 << 20).decode("utf-8"))
     except FileNotFoundError:
         return None
     except UnicodeDecodeError as exc:
         raise StateError(f"{path}: not UTF-8 ({exc.reason})") from None
     except OSError as exc:
         raise StateError(f"{path}: cannot read the status ({exc.strerror or exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise StateError(f"{path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep to be a status
+        raise StateError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(status, dict):
         raise StateError(f"{path}: not a status object")
     try:

@@ -44,6 +44,16 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # TensorFlow-free, but LiteRT and OpenCV can still be chatty.
     logging.getLogger("PIL").setLevel(logging.WARNING)
+    quiet_opencv(level)
+
+
+def quiet_opencv(level: str) -> None:
+    """OpenCV's own log (its "[ WARN:…] … can't open" lines, written past Python's logging) only
+    shows with INFO or DEBUG: the gate reports what failed in its own words."""
+    import cv2
+
+    verbose = logging.getLevelName(level) <= logging.INFO
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 _NATIVE_STDERR = threading.Lock()

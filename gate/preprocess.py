@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from gate.errors import ImageError
+from gate.paths import read_regular_file
 from gate.types import Box
 
 #: Extra context around the detector's box on each side, as a fraction of the box's longer side.
@@ -158,10 +159,11 @@ def read_image_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
     Files larger than any image within ``max_pixels`` could be (4 bytes a pixel) are not read.
     """
     path = Path(path)
+    limit = 4 * max_pixels + (1 << 20)
     try:
-        if path.stat().st_size > 4 * max_pixels + (1 << 20):
+        if path.stat().st_size > limit:
             raise ImageError(f"{path}: {path.stat().st_size / 1e6:.3g} MB is more than an image of {megapixels(max_pixels)} megapixels can take")
-        data = path.read_bytes()
+        data = read_regular_file(path, limit)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return decode_image_rgb(data, str(path), max_pixels)

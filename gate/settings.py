@@ -29,16 +29,19 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
 from gate.errors import ConfigError
 from gate.models import default_model_path
+from gate.paths import read_regular_file
 
 #: Exit status for "the configuration is wrong": systemd must not restart into the same error.
 EXIT_CONFIG = 78
 ENV_PREFIX = "MASKGATE__"
+#: A settings file is a page of TOML: anything far larger is not one (and is not read into memory).
+MAX_SETTINGS_BYTES = 1 << 20
 SECRET_KEYS = frozenset({"password", "password_file", "key_file", "token_file"})
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -79,6 +82,17 @@ class CameraSettings(Section):
     stall_timeout_s: Seconds = Field(2.0, description="No new frame for this long → source is declared failed and reopened")
     reconnect_initial_s: Seconds = Field(0.5, description="First wait before reopening a failed source")
     reconnect_max_s: Annotated[float, Field(gt=0.0, le=4.0)] = Field(2.0, description="Cap of the exponential reopen backoff (retries go on forever); at most 4 s, so a camera that comes back is used again within 5 s")
+
+    @field_validator("source")
+    @classmethod
+    def _utf8(cls, source: str) -> str:
+        """OpenCV takes the source as UTF-8 and crashes the process on anything else (an
+        environment variable can carry raw bytes): refused here, naming the key."""
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be UTF-8 text (a file name of raw bytes: rename the file)") from None
+        return source
 
 
 class DetectorSettings(Section):
@@ -370,7 +384,7 @@ def _anchor_paths(data: dict[str, Any], base: Path, model: type[BaseModel] = Set
 def read_settings_file(path: Path) -> dict[str, Any]:
     """The TOML file as a dict, its relative paths anchored to its folder; ConfigError says why not."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_SETTINGS_BYTES)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw.startswith(codecs.BOM_UTF8):
@@ -381,7 +395,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): save it as UTF-8") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep to be settings
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _anchor_paths(data, path.resolve().parent)
     return data

@@ -5,6 +5,7 @@ quiet default."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -19,6 +20,17 @@ from gate.models import default_model_path
 from gate.settings import EXIT_CONFIG, parse_settings
 
 BOUND_S = 5.0
+
+
+@pytest.fixture(autouse=True)
+def own_logging():
+    """As in a real process, gate-cli sets logging up (to the stderr this test captures): an earlier
+    in-process `run` may have left a handler on a stream that is closed by now."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture()
