@@ -87,9 +87,9 @@ def _real_check(path: Path | None, sha256: str) -> tuple[dict | None, str]:
     raise SystemExit(f"{path} has no result for a model with SHA-256 {sha256}: run the real-face check on it first")
 
 
-def _real_sections(check: dict | None, command: str, run: dict, floor: float) -> str:
-    """Real photos (realmask/val) and the real-face check, with the threshold's trade-off."""
-    from training.realcheck import model_markdown
+def _real_sections(check: dict | None, command: str, run: dict) -> str:
+    """Real crop folders (realmask/val, realcrowd/val, ...) and the real-face check, with the threshold's trade-off."""
+    from training.realcheck import check_markdown, folders_markdown
 
     out = []
     keras_val = run.get("real_val")
@@ -97,20 +97,19 @@ def _real_sections(check: dict | None, command: str, run: dict, floor: float) ->
         out.append(f"- `realmask/val` ({keras_val['n']} real photos, Keras float model, top class): binary "
                    f"{keras_val['binary_accuracy']:.3f}, false accept {_pct(keras_val['false_accept'])}, "
                    f"false reject {_pct(keras_val['false_reject'])}.")
-    if check is not None and check.get("realmask"):
-        rm = check["realmask"]
-        safe = (check.get("safe_floor") or {}).get("floor")
-        rules = [("the gate's label (with_mask only at P(with_mask) ≥ the contract's floor)", rm["argmax"])]
-        if safe:   # a further floor on top of the contract's, when the check found one necessary
-            rules.append((f"P(with_mask) ≥ {safe} (the check's safe floor)", rm.get("at_safe_floor")))
-        for rule, m in rules:
-            if m:
-                out.append(f"- `realmask/val`, this int8 file, {rule}: binary {m['binary']:.3f}, false accept "
-                           f"{_pct(m['false_accept'])}, false reject {_pct(m['false_reject'])} ({m['n']} photos).")
     if check is not None:
+        folders = folders_markdown(check)
+        out += ["", f"This int8 file, as the real-face check scored it (`{command}`).", "", folders] if folders else []
         out += ["", "### Real-face check", "", f"Reproduce: `{command}`", "",
-                model_markdown("this model", check).split("\n", 1)[1]]
-    return "\n".join(out) if out else "No real-photo figures were given to this card (see `--realcheck`)."
+                check_markdown("this model", check).split("\n", 1)[1]]
+    return "\n".join(out).strip() if out else "No real-photo figures were given to this card (see `--realcheck`)."
+
+
+def _fairness_section(check: dict | None) -> str:
+    """False accept / false reject per skin-tone third, from the real-face check's JSON."""
+    from training.realcheck import fairness_markdown
+
+    return fairness_markdown(check) if check is not None else "Not measured: no real-face check was given to this card (see `--realcheck`)."
 
 
 def card(model: Path, run_dir: Path, folder: Path = Path("models"), realcheck: Path | None = None) -> str:
@@ -195,7 +194,11 @@ Confusion matrix (rows: true class, columns: predicted, in the order above):
 
 ## Real faces
 
-{_real_sections(check, check_command, run, threshold)}
+{_real_sections(check, check_command, run)}
+
+## Fairness: skin tone
+
+{_fairness_section(check)}
 
 ## Known limits
 

@@ -15,7 +15,7 @@ import pytest
 from gate.classifier import MaskClassifier
 from gate.types import Box
 from tests.fixtures_models import CLASSES, squares
-from training import realcheck
+from training import fairness, realcheck
 from training.realcheck import INCORRECT, WITH, WITHOUT, Render, Sample, Scored, metrics, safe_floor
 
 BOX = Box(8, 8, 32, 32)
@@ -147,8 +147,8 @@ def test_folder_scoring_and_report_files(classifier, tmp_path):
     assert metrics(scored, True)["binary"] >= 0.8
 
     samples = _samples(6, seed=7)
-    result = realcheck.evaluate(classifier, samples, realmask=folder)
-    assert result["realmask"]["argmax"]["n"] == 10
+    result = realcheck.evaluate(classifier, samples, [folder])
+    assert result["real_folders"][f"{tmp_path.name}/realmask"]["gate_label"] == metrics(scored, True)
     summary = {"photos": 3, "faces": 18, "groups": 18, "halves": {}, "packages": [{"package": "x==1", "licence": "MIT"}]}
     md, js = realcheck.write_report(tmp_path / "out" / "realcheck", {"tiny": result}, summary, "maskgate-train real-check --model m")
     payload = json.loads(js.read_text())
@@ -222,3 +222,135 @@ def test_archive_members_are_read_from_sdists_and_wheels(tmp_path):
     assert real_photos._members(wheel, ["pkg/data/a.jpg"]) == {"pkg/data/a.jpg": b"xyz"}
     with pytest.raises(AssetError, match="lacks"):
         real_photos._members(wheel, ["pkg/data/missing.jpg"])
+
+
+def _write(folder, name: str, image: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def _skin(lightness: float, b: float) -> np.ndarray:
+    lab = np.array([[[lightness, 12.0, b]]], np.float32)
+    return np.round(np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1) * 255).astype(np.uint8)[0, 0]
+
+
+def test_several_crop_folders_each_reported_by_name_with_realcrowds_incorrect_alias(classifier, tmp_path):
+    """realmask (two classes) and realcrowd (``incorrect/`` for incorrect_mask), with skin painted on
+    each crop's forehead band so that every crop has a tone."""
+    images, labels = squares(6, seed=11)
+    crowd, mask = tmp_path / "realcrowd" / "val", tmp_path / "realmask" / "val"
+    for number, (image, label) in enumerate(zip(images, labels)):
+        crop = cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)
+        crop[12:20, 16:48] = _skin(35 + 3 * number, 18)   # inside the forehead band of a 1.3× crop
+        truth = CLASSES[label]
+        _write(crowd / {INCORRECT: "incorrect"}.get(truth, truth), f"{number}.png", crop)
+        if truth != INCORRECT:
+            _write(mask / truth, f"{number}.png", crop)
+    scored = realcheck.score_folder(classifier, crowd)
+    assert [sum(r.truth == c for r in scored) for c in (WITH, WITHOUT, INCORRECT)] == [6, 6, 6]
+
+    result = realcheck.evaluate(classifier, _samples(6, seed=7), [mask, crowd])
+    assert list(result["real_folders"]) == ["realmask/val", "realcrowd/val"]
+    figures = result["real_folders"]["realcrowd/val"]
+    check_floor = result["safe_floor"]["floor"]
+    assert figures["gate_label"] == metrics(scored, True) and figures["gate_label"]["nose_recall"] is not None
+    assert figures["at_check_floor"] == metrics(scored, True, check_floor)
+    own = figures["own_floor"]
+    assert own["floor"] == safe_floor(scored) and own["figures"]["false_accept"] <= 0.01
+    assert result["real_folders"]["realmask/val"]["gate_label"]["nose_recall"] is None
+
+    # every crop has its painted tone; each third's figures are those of the crops in it
+    tone = result["fairness"]
+    assert set(tone["sets"]) == {realcheck.CHECK_SET, "realmask/val", "realcrowd/val"}
+    tones = realcheck.folder_tones(crowd, scored)
+    assert None not in tones.values()
+    crowd_table = tone["sets"]["realcrowd/val"]
+    assert crowd_table["faces"] == 18 and crowd_table["unmeasured"] == 0
+    for third, row in crowd_table["thirds"].items():
+        members = [r for r in scored if fairness.third_of(tones[r.face], tuple(tone["edges"])) == third]
+        assert row["faces"] == len(members) and row["gate_label"] == metrics(members, True)
+    assert sum(row["faces"] for row in crowd_table["thirds"].values()) == 18
+
+    summary = {"photos": 3, "faces": 18, "groups": 18, "halves": {}, "packages": []}
+    md, js = realcheck.write_report(tmp_path / "out" / "realcheck", {"tiny": result}, summary, "cmd")
+    text = md.read_text()
+    assert "| realcrowd/val | gate label |" in text and "own floor, optimistic" in text
+    assert "| realcrowd/val | darker |" in text and "Goal gap ≤ 2 points between thirds, gate label: **" in text
+    assert json.loads(js.read_text())["models"]["tiny"]["fairness"]["edges"] == tone["edges"]
+
+
+def _faces(tones: list[float], bare_granted: set[int] = frozenset()) -> tuple[list[Scored], dict]:
+    """One masked (granted at 0.9) and one bare picture per face; ``bare_granted`` faces' bare picture is granted."""
+    records, by_face = [], {}
+    for number, value in enumerate(tones):
+        face = f"f{number}"
+        by_face[face] = value
+        bare = Scored(WITHOUT, WITH, 0.95, face=face) if number in bare_granted else Scored(WITHOUT, WITHOUT, 0.1, face=face)
+        records += [Scored(WITH, WITH, 0.9, face=face), bare]
+    return records, by_face
+
+
+def test_tone_table_measures_the_gap_and_judges_the_goal():
+    tones = [(50.0, 10.0, -40.0)[i % 3] + i / 100 for i in range(60)]
+    records, by_face = _faces(tones)
+    fair = realcheck.tone_table({"a": (records, by_face)}, True, 0.5)
+    assert [row["faces"] for row in fair["sets"]["a"]["thirds"].values()] == [20, 20, 20]
+    assert fair["sets"]["a"]["thirds"]["darker"]["ita"][1] < -39 and fair["sets"]["a"]["thirds"]["lighter"]["ita"][0] >= 50
+    assert fair["sets"]["a"]["gap_points"]["gate_label"] == {"false_accept": 0.0, "false_reject": 0.0}
+    assert fair["goal"]["gate_label"]["met"]
+
+    # the model lets every darker-skinned bare face in: a 100-point gap, goal not met
+    darker = {i for i, t in enumerate(tones) if t < 0}
+    records, by_face = _faces(tones, bare_granted=darker)
+    by_face["unmeasured"] = None
+    records.append(Scored(WITHOUT, WITH, 0.95, face="unmeasured"))   # no tone: in no third
+    unfair = realcheck.tone_table({"a": (records, by_face)}, True, 0.99)
+    thirds = unfair["sets"]["a"]["thirds"]
+    assert thirds["darker"]["gate_label"]["false_accept"] == 1.0 and thirds["lighter"]["gate_label"]["false_accept"] == 0.0
+    assert unfair["sets"]["a"]["unmeasured"] == 1
+    assert unfair["goal"]["gate_label"] == {"met": False, "worst": {"set": "a", "metric": "false_accept", "gap_points": 100.0},
+                                            "unjudged": []}
+    # at a floor above every grant nobody is let in: no gap left (and every masked face refused alike)
+    assert unfair["goal"]["at_check_floor"]["met"]
+    assert "**not met** (largest: a, false accept, 100.0 points)" in realcheck.fairness_markdown({"fairness": unfair})
+
+    # thirds are pooled over the sets: a set of only light faces fills only the lighter third
+    light_records, light_faces = _faces([60.0 + i for i in range(5)])
+    light_faces = {f"light{k}": v for k, v in light_faces.items()}
+    light_records = [Scored(r.truth, r.label, r.p_with, face=f"light{r.face}") for r in light_records]
+    pooled = realcheck.tone_table({"a": _faces(tones), "b": (light_records, light_faces)}, True, None)
+    assert [row["faces"] for row in pooled["sets"]["b"]["thirds"].values()] == [5, 0, 0]
+    assert pooled["pooled_faces"] == 65 and list(pooled["goal"]) == ["gate_label"]
+    assert "b: false_accept" in pooled["goal"]["gate_label"]["unjudged"]
+    assert realcheck.tone_table({"a": _faces([1.0, 2.0])}, True, None) is None
+
+
+def test_real_check_takes_several_folders_and_keeps_the_old_flag():
+    from pathlib import Path
+
+    from training.cli import build_parser
+
+    args = build_parser().parse_args(["real-check", "--model", "m.tflite", "--realmask", "a/val", "--real-val", "b/val"])
+    assert args.real_val == [Path("a/val"), Path("b/val")]
+
+
+def test_model_card_carries_the_folder_and_skin_tone_tables(classifier, tmp_path):
+    """scripts/model_card.py builds its real-face sections from the check's JSON."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("model_card", Path(__file__).parents[1] / "scripts" / "model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    images, labels = squares(4, seed=12)
+    folder = tmp_path / "realcrowd" / "val"
+    for number, (image, label) in enumerate(zip(images, labels)):
+        crop = cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST)
+        crop[12:20, 16:48] = _skin(40 + 4 * number, 18)
+        _write(folder / {INCORRECT: "incorrect"}.get(CLASSES[label], CLASSES[label]), f"{number}.png", crop)
+    result = realcheck.evaluate(classifier, _samples(4, seed=8), [folder])
+    check = json.loads(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))   # as read from the JSON
+    real = card._real_sections(check, "maskgate-train real-check --model m --real-val x", {})
+    assert "| realcrowd/val | gate label |" in real and "### Real-face check" in real
+    assert "| realcrowd/val | lighter |" in card._fairness_section(check)
+    assert "Not measured" in card._fairness_section(None)

