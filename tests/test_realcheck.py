@@ -307,6 +307,8 @@ def test_tone_table_measures_the_gap_and_judges_the_goal():
     unfair = realcheck.tone_table({"a": (records, by_face)}, True, 0.99)
     thirds = unfair["sets"]["a"]["thirds"]
     assert thirds["darker"]["gate_label"]["false_accept"] == 1.0 and thirds["lighter"]["gate_label"]["false_accept"] == 0.0
+    assert thirds["darker"]["ci95"]["gate_label"]["false_accept"] == [1.0, 1.0]
+    assert thirds["lighter"]["ci95"]["gate_label"]["false_accept"] == [0.0, 0.0]
     assert unfair["sets"]["a"]["unmeasured"] == 1
     assert unfair["goal"]["gate_label"] == {"met": False, "worst": {"set": "a", "metric": "false_accept", "gap_points": 100.0},
                                             "unjudged": []}

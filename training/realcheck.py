@@ -461,7 +461,13 @@ def bootstrap_ci(records: list[Scored], floor: float = 0.0, rounds: int = 1000, 
     with np.errstate(invalid="ignore", divide="ignore"):
         figures = {"binary": 1 - (sums[:, 1] + sums[:, 3]) / (sums[:, 0] + sums[:, 2]),
                    "false_accept": sums[:, 3] / sums[:, 2], "false_reject": sums[:, 1] / sums[:, 0]}
-    return {k: [round(float(np.nanpercentile(v, 2.5)), 4), round(float(np.nanpercentile(v, 97.5)), 4)] for k, v in figures.items()}
+    return {k: _interval(v) for k, v in figures.items()}
+
+
+def _interval(values: np.ndarray) -> list[float] | None:
+    """The 2.5th and 97.5th percentiles of the defined values (None when the figure never is: no such faces)."""
+    values = values[~np.isnan(values)]
+    return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)] if values.size else None
 
 
 SWEEP_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -545,7 +551,8 @@ def tone_table(sets: dict[str, tuple[list[Scored], dict[str, float | None]]], th
         for third, rs in groups.items():
             values = sorted({r.face: tones[r.face] for r in rs}.values())
             thirds[third] = {"faces": len(values), "ita": [round(values[0], 1), round(values[-1], 1)] if values else None,
-                             **{rule: metrics(rs, three, floor) for rule, floor in rules.items()}}
+                             **{rule: metrics(rs, three, floor) for rule, floor in rules.items()},
+                             "ci95": {rule: bootstrap_ci(rs, floor) for rule, floor in rules.items()}}
         table[name] = {
             "faces": sum(t is not None for t in tones.values()), "unmeasured": sum(t is None for t in tones.values()),
             "thirds": thirds,
@@ -709,7 +716,8 @@ def fairness_markdown(r: dict) -> str:
              f"cheeks, skin-like pixels only, median L* and b*); thirds cut at the tertiles of all "
              f"{tone['pooled_faces']} measured faces and crops pooled (each once): lighter ITA > {high:.1f}°, middle, "
              f"darker ≤ {low:.1f}°. The real-face check: both halves, a face's tone measured on its bare, clean picture and "
-             "given to all its pictures. Apparent colour: lighting moves it.", "",
+             "given to all its pictures (any mask, any condition). Apparent colour: lighting moves it. In brackets: 95 % "
+             "intervals from resampling the faces (crops) of the third; a third of few faces cannot show a 2-point gap.", "",
              "| set | third | ITA range | faces | pictures | " + " | ".join(
                  f"{_TONE_RULES[rule]}: false accept | {_TONE_RULES[rule]}: false reject" for rule in rules) + " |",
              "|---|---|---|---:|---:|" + "---:|---:|" * len(rules)]
@@ -717,7 +725,8 @@ def fairness_markdown(r: dict) -> str:
         for third, t in s["thirds"].items():
             span = "—" if t["ita"] is None else f"{t['ita'][0]}° to {t['ita'][1]}°"
             lines.append(f"| {name} | {third} | {span} | {t['faces']} | {t['gate_label']['n']} | " + " | ".join(
-                f"{_pct(t[rule]['false_accept'])} | {_pct(t[rule]['false_reject'])}" for rule in rules) + " |")
+                f"{_with_ci(t[rule]['false_accept'], t['ci95'][rule].get('false_accept'))} | "
+                f"{_with_ci(t[rule]['false_reject'], t['ci95'][rule].get('false_reject'))}" for rule in rules) + " |")
         gaps = s["gap_points"]
         lines.append(f"| {name} | **gap (points)** | | {s['faces']} (+{s['unmeasured']} unmeasured) | | " + " | ".join(
             f"{_points(gaps[rule]['false_accept'])} | {_points(gaps[rule]['false_reject'])}" for rule in rules) + " |")
@@ -730,6 +739,13 @@ def fairness_markdown(r: dict) -> str:
         unjudged = f"; not judged (a third without such faces): {', '.join(goal['unjudged'])}" if goal["unjudged"] else ""
         lines.append(f"Goal gap ≤ {tone['goal_points']:g} points between thirds, {_TONE_RULES[rule]}: {verdict}{detail}{unjudged}.")
     return "\n".join(lines)
+
+
+def _with_ci(value: float | None, interval: list[float] | None) -> str:
+    """A rate with its 95 % interval, e.g. ``2.1 % (0.4–4.0)``."""
+    if value is None or interval is None:
+        return _pct(value)
+    return f"{_pct(value)} ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})"
 
 
 def _points(value: float | None) -> str:
