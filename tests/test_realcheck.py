@@ -249,7 +249,8 @@ def test_several_crop_folders_each_reported_by_name_with_realcrowds_incorrect_al
     scored = realcheck.score_folder(classifier, crowd)
     assert [sum(r.truth == c for r in scored) for c in (WITH, WITHOUT, INCORRECT)] == [6, 6, 6]
 
-    result = realcheck.evaluate(classifier, _samples(6, seed=7), [mask, crowd])
+    samples = _samples(6, seed=7)
+    result = realcheck.evaluate(classifier, samples, [mask, crowd])
     assert list(result["real_folders"]) == ["realmask/val", "realcrowd/val"]
     figures = result["real_folders"]["realcrowd/val"]
     check_floor = result["safe_floor"]["floor"]
@@ -261,13 +262,16 @@ def test_several_crop_folders_each_reported_by_name_with_realcrowds_incorrect_al
 
     # every crop has its painted tone; each third's figures are those of the crops in it
     tone = result["fairness"]
-    assert set(tone["sets"]) == {realcheck.CHECK_SET, "realmask/val", "realcrowd/val"}
+    assert set(tone["sets"]) >= {"realmask/val", "realcrowd/val"}
+    # the squares of the check's pictures are no skin: it is in the table only if three faces have a tone
+    check_measured = sum(t is not None for t in realcheck.check_tones(samples).values())
+    assert (realcheck.CHECK_SET in tone["sets"]) == (check_measured >= 3)
     tones = realcheck.folder_tones(crowd, scored)
     assert None not in tones.values()
     crowd_table = tone["sets"]["realcrowd/val"]
     assert crowd_table["faces"] == 18 and crowd_table["unmeasured"] == 0
     for third, row in crowd_table["thirds"].items():
-        members = [r for r in scored if fairness.third_of(tones[r.face], tuple(tone["edges"])) == third]
+        members = [r for r in scored if fairness.third_of(tones[r.face], tuple(crowd_table["edges"])) == third]
         assert row["faces"] == len(members) and row["gate_label"] == metrics(members, True)
     assert sum(row["faces"] for row in crowd_table["thirds"].values()) == 18
 
@@ -276,7 +280,7 @@ def test_several_crop_folders_each_reported_by_name_with_realcrowds_incorrect_al
     text = md.read_text()
     assert "| realcrowd/val | gate label |" in text and "own floor, optimistic" in text
     assert "| realcrowd/val | darker |" in text and "Goal gap ≤ 2 points between thirds, gate label: **" in text
-    assert json.loads(js.read_text())["models"]["tiny"]["fairness"]["edges"] == tone["edges"]
+    assert json.loads(js.read_text())["models"]["tiny"]["fairness"]["sets"]["realcrowd/val"]["edges"] == crowd_table["edges"]
 
 
 def _faces(tones: list[float], bare_granted: set[int] = frozenset()) -> tuple[list[Scored], dict]:
@@ -316,14 +320,17 @@ def test_tone_table_measures_the_gap_and_judges_the_goal():
     assert unfair["goal"]["at_check_floor"]["met"]
     assert "**not met** (largest: a, false accept, 100.0 points)" in realcheck.fairness_markdown({"fairness": unfair})
 
-    # thirds are pooled over the sets: a set of only light faces fills only the lighter third
-    light_records, light_faces = _faces([60.0 + i for i in range(5)])
-    light_faces = {f"light{k}": v for k, v in light_faces.items()}
-    light_records = [Scored(r.truth, r.label, r.p_with, face=f"light{r.face}") for r in light_records]
-    pooled = realcheck.tone_table({"a": _faces(tones), "b": (light_records, light_faces)}, True, None)
-    assert [row["faces"] for row in pooled["sets"]["b"]["thirds"].values()] == [5, 0, 0]
-    assert pooled["pooled_faces"] == 65 and list(pooled["goal"]) == ["gate_label"]
-    assert "b: false_accept" in pooled["goal"]["gate_label"]["unjudged"]
+    # each set is cut at its own tertiles: a set of only light faces still has three thirds
+    own = realcheck.tone_table({"a": _faces(tones), "b": _faces([60.0 + i for i in range(5)])}, True, None)
+    assert [row["faces"] for row in own["sets"]["b"]["thirds"].values()] == [2, 1, 2]
+    assert own["sets"]["b"]["edges"][0] > 60 and own["sets"]["a"]["edges"][0] < 0
+    assert list(own["goal"]) == ["gate_label"] and own["goal"]["gate_label"]["met"]
+    # a gap that cannot be measured (no unmasked faces) is named, not counted as met or missed
+    masked_only, masked_tones = _faces(tones)
+    only = realcheck.tone_table({"m": ([r for r in masked_only if r.truth == WITH], masked_tones)}, True, None)
+    assert only["goal"]["gate_label"]["unjudged"] == ["m: false_accept"] and only["goal"]["gate_label"]["met"]
+    # a set with too few measured tones is left out, and with no set left there is no table
+    assert list(realcheck.tone_table({"a": _faces(tones), "c": _faces([1.0, 2.0])}, True, None)["sets"]) == ["a"]
     assert realcheck.tone_table({"a": _faces([1.0, 2.0])}, True, None) is None
 
 

@@ -532,17 +532,18 @@ def tone_table(sets: dict[str, tuple[list[Scored], dict[str, float | None]]], th
                check_floor: float | None) -> dict | None:
     """False accept and false reject per skin-tone third of each set, and the gaps between thirds.
 
-    The thirds are cut at the tertiles of the tones of every set *pooled* (each face or crop once),
-    so "darker" means the same tones in every set and a set short of some tones shows it in its
-    counts. None when fewer than three faces have a measurable tone.
+    Each set is cut at the tertiles of its *own* tones (each face or crop once), so each third
+    holds a third of the set's faces: the sets' photos differ in lighting (dim street scenes read
+    darker than studio portraits), so one pooled scale would mostly sort sets, not skin. A set
+    with fewer than three measured tones is left out; None when no set has them.
     """
-    pooled = [t for _, tones in sets.values() for t in tones.values() if t is not None]
-    if len(pooled) < 3:
-        return None
-    edges = fairness.tertile_edges(pooled)
     rules = {"gate_label": 0.0, **({"at_check_floor": check_floor} if check_floor is not None else {})}
     table = {}
     for name, (records, tones) in sets.items():
+        measured = [t for t in tones.values() if t is not None]
+        if len(measured) < 3:
+            continue
+        edges = fairness.tertile_edges(measured)
         groups: dict[str, list[Scored]] = {third: [] for third in fairness.THIRDS}
         for r in records:
             if tones.get(r.face) is not None:
@@ -554,12 +555,12 @@ def tone_table(sets: dict[str, tuple[list[Scored], dict[str, float | None]]], th
                              **{rule: metrics(rs, three, floor) for rule, floor in rules.items()},
                              "ci95": {rule: bootstrap_ci(rs, floor) for rule, floor in rules.items()}}
         table[name] = {
-            "faces": sum(t is not None for t in tones.values()), "unmeasured": sum(t is None for t in tones.values()),
-            "thirds": thirds,
+            "edges": list(edges), "faces": len(measured), "unmeasured": len(tones) - len(measured), "thirds": thirds,
             "gap_points": {rule: {k: fairness.gap_points(t[rule][k] for t in thirds.values())
                                   for k in ("false_accept", "false_reject")} for rule in rules}}
-    return {"edges": list(edges), "pooled_faces": len(pooled), "goal_points": fairness.GOAL_GAP_POINTS,
-            "sets": table, "goal": {rule: _tone_goal(table, rule) for rule in rules}}
+    if not table:
+        return None
+    return {"goal_points": fairness.GOAL_GAP_POINTS, "sets": table, "goal": {rule: _tone_goal(table, rule) for rule in rules}}
 
 
 def _tone_goal(table: dict, rule: str) -> dict:
@@ -611,7 +612,8 @@ def evaluate(classifier: MaskClassifier, samples: list[Sample], folders: Sequenc
         folder_records = score_folder(classifier, folder)
         result["real_folders"][name] = folder_figures(folder, folder_records, three, floor)
         tone_sets[name] = (folder_records, folder_tones(folder, folder_records))
-    result["fairness"] = tone_table(tone_sets, three, floor)
+    stricter = floor if floor is not None and floor > classifier.min_confidence else None   # else: the gate label's figures
+    result["fairness"] = tone_table(tone_sets, three, stricter)
     result["_records"] = scored
     return result
 
@@ -692,14 +694,22 @@ def folders_markdown(r: dict) -> str:
              "folder itself, so its figures are optimistic:", "",
              "| folder | rule | crops | binary | false accept | false reject | 3-class | wrongly-worn recall |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    contract = r["contract_min_confidence"]
     for name, f in r["real_folders"].items():
         rules = [("gate label", f["gate_label"])]
         if f["at_check_floor"] is not None:
-            rules.append((f"P(with_mask) ≥ {check_floor} (check's choice half)", f["at_check_floor"]))
+            rules.append((_floor_rule(check_floor, contract, "check's floor, its choice half"), f["at_check_floor"]))
         if f["own_floor"] is not None:
-            rules.append((f"P(with_mask) ≥ {f['own_floor']['floor']} (own floor, optimistic)", f["own_floor"]["figures"]))
+            rules.append((_floor_rule(f["own_floor"]["floor"], contract, "own floor, optimistic"), f["own_floor"]["figures"]))
         lines += [f"| {name} |" + _row(rule, m)[1:] for rule, m in rules]
     return "\n".join(lines)
+
+
+def _floor_rule(floor: float, contract: float, what: str) -> str:
+    """How a floor applies on top of the gate label (which already needs the contract's floor)."""
+    if floor > contract:
+        return f"P(with_mask) ≥ {floor} ({what})"
+    return f"{what}: {floor}, no stricter than the contract's {contract:g} (= gate label)"
 
 
 _TONE_RULES = {"gate_label": "gate label", "at_check_floor": "at the check's floor"}
@@ -711,13 +721,14 @@ def fairness_markdown(r: dict) -> str:
     if tone is None:
         return "Skin-tone thirds: fewer than three faces with a measurable tone; not measured."
     rules = list(tone["goal"])
-    low, high = tone["edges"]
-    lines = [f"Skin-tone thirds: individual typology angle (ITA) of the visible upper-face skin (forehead to upper "
-             f"cheeks, skin-like pixels only, median L* and b*); thirds cut at the tertiles of all "
-             f"{tone['pooled_faces']} measured faces and crops pooled (each once): lighter ITA > {high:.1f}°, middle, "
-             f"darker ≤ {low:.1f}°. The real-face check: both halves, a face's tone measured on its bare, clean picture and "
-             "given to all its pictures (any mask, any condition). Apparent colour: lighting moves it. In brackets: 95 % "
-             "intervals from resampling the faces (crops) of the third; a third of few faces cannot show a 2-point gap.", "",
+    lines = ["Skin-tone thirds: individual typology angle (ITA) of the visible upper-face skin (forehead to upper "
+             "cheeks, skin-like pixels only, median L* and b*); each set cut at the tertiles of its own tones (each face "
+             "or crop once; the ITA range column says what a third covers). The real-face check: both halves, a face's "
+             "tone measured on its bare, clean picture and given to all its pictures (any mask, any condition). ITA is "
+             "apparent colour: lighting moves it. In brackets: 95 % intervals from resampling the faces (crops) of the "
+             "third; a third of few faces cannot show a 2-point gap."
+             + ("" if "at_check_floor" in rules else " The check's floor is no stricter than the contract's, so the "
+                "gate label is the only rule."), "",
              "| set | third | ITA range | faces | pictures | " + " | ".join(
                  f"{_TONE_RULES[rule]}: false accept | {_TONE_RULES[rule]}: false reject" for rule in rules) + " |",
              "|---|---|---|---:|---:|" + "---:|---:|" * len(rules)]
