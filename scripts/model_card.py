@@ -94,7 +94,8 @@ def _real_sections(check: dict | None, command: str, run: dict) -> str:
     out = []
     keras_val = run.get("real_val")
     if keras_val:
-        out.append(f"- `realmask/val` ({keras_val['n']} real photos, Keras float model, top class): binary "
+        folders = " + ".join(f"`{Path(d).name}/val`" for d in run["config"].get("real_dirs") or ["realmask"])
+        out.append(f"- {folders} ({keras_val['n']} real photos, Keras float model, top class): binary "
                    f"{keras_val['binary_accuracy']:.3f}, false accept {_pct(keras_val['false_accept'])}, "
                    f"false reject {_pct(keras_val['false_reject'])}.")
     if check is not None:

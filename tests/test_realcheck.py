@@ -363,3 +363,6 @@ def test_model_card_carries_the_folder_and_skin_tone_tables(classifier, tmp_path
     assert "| realcrowd/val | gate label |" in real and "### Real-face check" in real
     assert "| realcrowd/val | lighter |" in card._fairness_section(check)
     assert "Not measured" in card._fairness_section(None)
+    keras_val = {"n": 768, "binary_accuracy": 0.96, "false_accept": 0.04, "false_reject": 0.03}
+    trained = card._real_sections(None, "", {"real_val": keras_val, "config": {"real_dirs": ["d/realmask", "d/realcrowd"]}})
+    assert trained.startswith("- `realmask/val` + `realcrowd/val` (768 real photos")

@@ -695,7 +695,7 @@ def folders_markdown(r: dict) -> str:
              "| folder | rule | crops | binary | false accept | false reject | 3-class | wrongly-worn recall |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     contract = r["contract_min_confidence"]
-    for name, f in r["real_folders"].items():
+    for name, f in sorted(r["real_folders"].items()):   # the JSON keeps keys sorted: the same order either way
         rules = [("gate label", f["gate_label"])]
         if f["at_check_floor"] is not None:
             rules.append((_floor_rule(check_floor, contract, "check's floor, its choice half"), f["at_check_floor"]))
@@ -732,8 +732,9 @@ def fairness_markdown(r: dict) -> str:
              "| set | third | ITA range | faces | pictures | " + " | ".join(
                  f"{_TONE_RULES[rule]}: false accept | {_TONE_RULES[rule]}: false reject" for rule in rules) + " |",
              "|---|---|---|---:|---:|" + "---:|---:|" * len(rules)]
-    for name, s in tone["sets"].items():
-        for third, t in s["thirds"].items():
+    for name, s in sorted(tone["sets"].items()):
+        for third in fairness.THIRDS:
+            t = s["thirds"][third]
             span = "—" if t["ita"] is None else f"{t['ita'][0]}° to {t['ita'][1]}°"
             lines.append(f"| {name} | {third} | {span} | {t['faces']} | {t['gate_label']['n']} | " + " | ".join(
                 f"{_with_ci(t[rule]['false_accept'], t['ci95'][rule].get('false_accept'))} | "
