@@ -103,6 +103,26 @@ def check_clip(clip: Path) -> None:
         raise CameraError(f"{clip}: not a video FFmpeg can decode")
 
 
+class ClipDoor:
+    """What the door does, on the clip's clock: the demo's door column, so ``--fast`` says what real
+    time says (the mock relay's timers run on the computer's clock, and at 20 times the speed a grant
+    would still hold it open a hundred clip-seconds later)."""
+
+    def __init__(self, unlock_s: float) -> None:
+        self._unlock_s = unlock_s
+        self._open_until = float("-inf")
+
+    def after(self, t: float, verdict: str, relay: str, reason: str) -> str:
+        """The door after a decision at clip time ``t`` whose event did ``relay`` to the relay."""
+        if relay == "energised":
+            self._open_until = t + self._unlock_s
+            return "door UNLOCKED"
+        if verdict == "grant":  # refused: the door is in a fault
+            return f"door stays locked ({reason})"
+        was_open, self._open_until = t < self._open_until, float("-inf")
+        return "door LOCKED again" if was_open else "door stays locked"
+
+
 def run_demo(settings: Settings, clip: Path) -> int:
     """Play the clip through the gate (``settings`` from :func:`demo_settings`); exit status 1 when
     the gate got a visitor wrong (verdict or reason), decided one more than once, or decided with
@@ -117,21 +137,13 @@ def run_demo(settings: Settings, clip: Path) -> int:
     if settings.preview.enabled:
         print(f"live view: http://{settings.preview.host}:{settings.preview.port}/ ([preview] in the settings)", flush=True)
     decided: list[Decided] = []
-    open_until = -1.0  # clip time the last grant keeps the door open until
+    door_on_clip = ClipDoor(settings.door.unlock_s)
 
     def show(decision, event, frame) -> None:
-        nonlocal open_until
         video_t = frame.index / fps
         decided.append((video_t, decision.verdict, decision.reason))
         faces = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
-        # The door on the clip's clock, so --fast tells what real time does (the mock relay's timers
-        # run on the computer's clock: at 20x speed a grant would still hold it open 100 clip-seconds later).
-        if event.relay == "energised":
-            door, open_until = "door UNLOCKED", video_t + settings.door.unlock_s
-        elif decision.verdict == "grant":
-            door = f"door stays locked ({event.reason})"  # refused: the door is in a fault
-        else:
-            door, open_until = "door LOCKED again" if video_t < open_until else "door stays locked", -1.0
+        door = door_on_clip.after(video_t, decision.verdict, event.relay, event.reason)
         print(f"  {video_t:5.1f}s  #{event.seq:<3} {decision.verdict.upper():5} {decision.reason:<15} [{faces}]  {door}; "
               f"decided {event.latency_ms:.0f} ms after the face appeared", flush=True)
 

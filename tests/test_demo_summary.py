@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gate.cli import EXIT_USAGE, main
-from gate.demo import Visitor, print_visitors
+from gate.demo import ClipDoor, Visitor, print_visitors
 
 # The demo clip's visitor 4: a masked pair in view from 17.1 s to 20.8 s; the next one from 22.3 s.
 PAIR = {"start": 17.1, "end": 20.8, "labels": ["with_mask", "with_mask"]}
@@ -67,3 +67,22 @@ def test_a_malformed_clip_script_is_a_one_line_usage_error_before_the_clip_plays
     out, err = capsys.readouterr()
     assert err.splitlines() == [f"gate-cli: error: {clip.with_suffix('.json')}: not the clip's ground-truth JSON ({why})"]
     assert "maskgate demo:" not in out and not (tmp_path / "var").exists()
+
+
+DOOR_CASES = {
+    "a deny 5 s after a 5 s grant: the door had locked itself": ([(2.0, "grant", "energised"), (7.0, "deny", "unchanged")],
+                                                                 ["door UNLOCKED", "door stays locked"]),
+    "a deny within the grant re-locks it": ([(2.0, "grant", "energised"), (6.9, "deny", "released")], ["door UNLOCKED", "door LOCKED again"]),
+    "whatever the mock relay said, on the clip's clock": ([(2.0, "grant", "energised"), (12.0, "deny", "released")],
+                                                         ["door UNLOCKED", "door stays locked"]),
+    "a second deny after a re-lock": ([(2.0, "grant", "energised"), (3.0, "deny", "released"), (4.0, "deny", "unchanged")],
+                                      ["door UNLOCKED", "door LOCKED again", "door stays locked"]),
+    "a grant refused by a fault": ([(1.0, "grant", "unchanged")], ["door stays locked (refused)"]),
+}
+
+
+@pytest.mark.parametrize(("decisions", "said"), DOOR_CASES.values(), ids=DOOR_CASES.keys())
+def test_the_demos_door_column_follows_the_clip_not_the_computers_clock(decisions, said):
+    """`demo --fast` plays a 22 s clip in about 2 s: the door column must say what real time says."""
+    door = ClipDoor(unlock_s=5.0)
+    assert [door.after(t, verdict, relay, "refused") for t, verdict, relay in decisions] == said
