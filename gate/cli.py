@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -109,51 +108,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_test_camera(args: argparse.Namespace) -> int:
     from gate.annotate import check_image_target
+    from gate.camera_report import report_camera
 
     settings = _settings(args)
     if args.save:
         check_image_target(args.save)  # before the camera runs: a target that cannot work is said at once
     print(f"opening {settings.camera.source} ({settings.camera.kind})", flush=True)
-    camera_log = logging.getLogger("gate.camera")
-    level = camera_log.level
-    if not args.verbose:  # the command reports the camera's state itself: its reopen warnings would say it twice
-        camera_log.setLevel(logging.ERROR)
-    try:
-        return _report_camera(settings, args)
-    finally:
-        camera_log.setLevel(level)
-
-
-def _report_camera(settings: Settings, args: argparse.Namespace) -> int:
-    from gate.annotate import write_image
-    from gate.camera import open_camera
-
-    deadline = time.monotonic() + args.seconds
-    first = last = None
-    count = 0
-    with open_camera(settings.camera) as camera:
-        while time.monotonic() < deadline:
-            frame = camera.read(timeout=min(0.5, args.seconds))
-            if frame is None:
-                state = camera.status.state  # a file that ended has no more; a source that failed twice, none at all
-                if state == "ended" or (state == "failed" and first is None and camera.status.reopens > 0):
-                    break
-                continue
-            first = first or frame
-            last = frame
-            count += 1
-        status = camera.status
-    if first is None:
-        print(f"FAILED: no frame in {args.seconds:g} s ({status.state}: {status.detail})")
-        return EXIT_FAILED
-    height, width = first.image.shape[:2]
-    span = last.timestamp - first.timestamp
-    fps = (count - 1) / span if span > 0 else 0.0
-    print(f"ok: {width}x{height}, {fps:.1f} frames/s over {count} frames, dropped {status.dropped}, reopens {status.reopens}")
-    if args.save:
-        write_image(last.image, args.save, "the frame")
-        print(f"saved one frame to {args.save}")
-    return 0
+    return 0 if report_camera(settings.camera, args.seconds, args.save, verbose=args.verbose) else EXIT_FAILED
 
 
 def cmd_door(args: argparse.Namespace) -> int:
