@@ -6,6 +6,10 @@ releases it). A deny cancels a running grant: an unmasked face settled while the
 re-locks it. While a fault is raised, ``grant()`` refuses: free egress must not depend on this
 software (fail-secure strikes open mechanically from the inside), so refusing is the safe default.
 
+Every change of :attr:`Door.state` (relay energised, released, fault raised or cleared), whoever
+caused it (a decision, the relock timer, a fault, shutdown), is reported to ``on_change`` under the
+door's lock, so reports arrive in the order the changes happened: dashboards see a relock at once.
+
 ``grant()`` and ``deny()`` take a ``record`` callback, called under the door's lock with what is
 about to happen (the refusal's reason, or whether the relay is released) *before* the relay moves:
 the caller commits its event durably first, and no fault or close can slip in between.
@@ -83,6 +87,11 @@ class Door:
         #: Called (from a gpiozero thread) when the exit button is pressed. The daemon sets it to
         #: record an ``exit_button`` event before granting; unset, the button grants directly.
         self.on_exit_request: Callable[[], None] | None = None
+        #: Called with ``(state, fault_reason)`` on every change of :attr:`state`, under the door's
+        #: lock (keep it short, and never call back into the door from another thread while holding
+        #: a lock of yours). The daemon publishes the dashboards' state from it.
+        self.on_change: Callable[[DoorState, str | None], None] | None = None
+        self._reported: DoorState = "locked"
         self._devices: list[Any] = []
         try:
             self._relay = self._add(OutputDevice(settings.relay_pin, active_high=settings.relay_active_high, initial_value=False, pin_factory=self._factory))
@@ -153,6 +162,7 @@ class Door:
                 self._green.on()
             self._end_deny_indication()
             self._relock_timer = self._restart_timer(self._relock_timer, self._unlocked_until - time.monotonic(), self._relock)
+            self._report_change()
         log.info("door unlocked for %.1f s", duration)
         return True
 
@@ -169,6 +179,7 @@ class Door:
             finally:  # a deny locks even if its record fails: a full disk must not hold the door open
                 if not self._closed:
                     self._release()
+                    self._report_change()
             if self._closed:
                 return False
             if relocks:
@@ -186,7 +197,10 @@ class Door:
     def lock(self) -> None:
         """Release the relay now (cancels a running grant)."""
         with self._lock:
+            if self._closed:
+                return
             self._release()
+            self._report_change()
 
     def fault(self, reason: str) -> None:
         """Release the relay and blink red until :meth:`clear_fault`; grants are refused meanwhile."""
@@ -197,6 +211,7 @@ class Door:
                 log.error("door fault: %s (relay released, grants refused)", reason)
             self._fault_reason = reason
             self._release()
+            self._report_change()
             self._end_deny_indication()
             if self._red:
                 self._red.blink(on_time=FAULT_BLINK_S, off_time=FAULT_BLINK_S, background=True)
@@ -209,6 +224,7 @@ class Door:
             self._fault_reason = None
             if self._red:
                 self._red.off()
+            self._report_change()
 
     def close(self) -> None:
         """Release the relay and free the pins. Safe to call twice."""
@@ -221,6 +237,7 @@ class Door:
                     timer.cancel()
             if self._devices:
                 self._relay.off()
+                self._report_change()
             for device in reversed(self._devices):
                 device.close()
 
@@ -246,7 +263,22 @@ class Door:
             if self._closed or time.monotonic() < self._unlocked_until - 0.001:
                 return  # closed, or extended by a later grant whose own timer will fire
             self._release()
+            self._report_change()
         log.info("door locked again")
+
+    def _report_change(self) -> None:
+        """Tell ``on_change`` if :attr:`state` differs from what it was last told (caller holds the lock)."""
+        state = self.state
+        if state == self._reported:
+            return
+        self._reported = state
+        hook = self.on_change
+        if hook is None:
+            return
+        try:
+            hook(state, self._fault_reason)
+        except Exception:  # a dashboard must never stop the relay's own logic
+            log.exception("door state hook failed")
 
     def _end_deny_indication(self) -> None:
         with self._lock:

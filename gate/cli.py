@@ -120,10 +120,15 @@ def cmd_test_camera(args: argparse.Namespace) -> int:
 def cmd_door(args: argparse.Namespace) -> int:
     """Drive the relay pin inactive: the unit's ExecStopPost=, after any death of the daemon."""
     from gate.actuators import release_relay
+    from gate.mqtt import announce_door_released
 
-    door = _settings(args).door
+    settings = _settings(args)
+    door = settings.door
     level = release_relay(door)
     print(f"relay on pin {door.relay_pin} released: pin {'high' if level else 'low'} (relay active {'high' if door.relay_active_high else 'low'})", flush=True)
+    problem = announce_door_released(settings)  # after the relay moved, never before: dashboards are news, the strike is safety
+    if problem is not None:
+        print(f"door state not published to MQTT: {problem}", file=sys.stderr, flush=True)
     return 0
 
 

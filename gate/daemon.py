@@ -9,6 +9,9 @@ locked, and shuts down cleanly on SIGTERM.
 
 Fail-secure everywhere: the relay is created released; a camera fault, a model fault, an
 exception in the loop or shutdown releases it.
+
+Dashboards (:class:`gate.dashboard.Dashboard`) hear of every relay change from the door itself,
+of decisions from :func:`publish_event`, and of the camera's and model's health from here.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 from gate.actuators import Door
 from gate.camera import FrameSource, open_camera, require_backend
 from gate.classifier import MaskClassifier
+from gate.dashboard import Dashboard
 from gate.detector import BlazeFaceDetector, FaceDetector
 from gate.errors import AssetError, ConfigError, MaskgateError, ModelError
-from gate.events import Event, EventDraft
+from gate.events import Event, EventDraft, utc_iso
 from gate.health import MetricsServer, write_status
 from gate.journal import Journal
 from gate.mqtt import SEEN_IDS_FILE, MqttLink, read_password
@@ -90,6 +94,7 @@ class Gate:
         door: Door,
         outbox: Outbox,
         link: MqttLink | None = None,
+        dashboard: Dashboard | None = None,
         journal: Journal | None = None,
         snapshots: FaceSnapshots | None = None,
         on_decision: Callable[[Decision, Event, Frame], None] | None = None,
@@ -104,6 +109,7 @@ class Gate:
         self.door = door
         self.outbox = outbox
         self.link = link
+        self.dashboard = dashboard
         self.journal = journal
         self.snapshots = snapshots
         self.on_decision = on_decision
@@ -162,7 +168,7 @@ class Gate:
         draft = EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=decision.at + processing_s)
         event = record_and_act(self.door, self.outbox, draft)
         labels = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
-        publish_event(event, f"{labels}; {event.latency_ms:.0f} ms after the face appeared", self.link, self.journal, self.stats)
+        publish_event(event, f"{labels}; {event.latency_ms:.0f} ms after the face appeared", self.link, self.journal, self.stats, self.dashboard)
         if self.snapshots is not None:
             self.snapshots.save(frame.image, [o.detection.box for o in decision.faces], event.event_id)
         if self.preview is not None:
@@ -187,18 +193,6 @@ class Gate:
             self.door.clear_fault()
 
     # -- reporting ---------------------------------------------------------------------------
-
-    def state(self) -> dict[str, Any]:
-        """The retained state dashboards show (Home Assistant reads door, grants, denies)."""
-        return {
-            "door": self.door.state,
-            "fault": self._fault,
-            "camera": self.camera.status.state,
-            "model": {"ok": True, "sha256": self.classifier.model_sha256, "preset": self.classifier.contract.preset},
-            "grants": self.stats.verdicts["grant"],
-            "denies": self.stats.verdicts["deny"],
-            "last_decision": self.stats.last_decision,
-        }
 
     def health(self) -> dict[str, Any]:
         now = self.clock()
@@ -246,13 +240,17 @@ def record_and_act(door: Door, outbox: Outbox, draft: EventDraft, seconds: float
     return recorded[0]
 
 
-def publish_event(event: Event, detail: str, link: MqttLink | None, journal: Journal | None, stats: LoopStats | None) -> None:
-    """After the record and the relay: wake the MQTT link, count, log and journal (camera and manual alike)."""
+def publish_event(event: Event, detail: str, link: MqttLink | None, journal: Journal | None, stats: LoopStats | None,
+                  dashboard: Dashboard | None = None) -> None:
+    """After the record and the relay: wake the MQTT link, count (this run's stats, the dashboards'
+    lifetime counters), log and journal (camera and manual alike)."""
     if link is not None:
         link.notify()
     if stats is not None:
         stats.verdicts[event.verdict] += 1
-        stats.last_decision = {"verdict": event.verdict, "reason": event.reason, "source": event.source, "time": event.time, "seq": event.seq}
+        stats.last_decision = {"verdict": event.verdict, "reason": event.reason, "source": event.source, "time": utc_iso(event.time), "seq": event.seq}
+    if dashboard is not None:
+        dashboard.count(event)
     log.info(
         "decision #%d %s (%s, relay %s): %s",
         event.seq, event.verdict.upper(), event.reason, event.relay, detail,
@@ -296,7 +294,7 @@ def build_vision(settings: Settings) -> tuple[FaceDetector, MaskClassifier, Deci
     return detector, classifier, policy
 
 
-def _wait_for_vision(settings: Settings, door: Door, link: MqttLink | None, notifier: Notifier, stop: threading.Event):
+def _wait_for_vision(settings: Settings, door: Door, dashboard: Dashboard, notifier: Notifier, stop: threading.Event):
     """Build detector and classifier, retrying with backoff while the door stays locked."""
     delay = 1.0
     while not stop.is_set():
@@ -305,10 +303,9 @@ def _wait_for_vision(settings: Settings, door: Door, link: MqttLink | None, noti
         except (ModelError, AssetError) as exc:
             message = str(exc)
             log.error("cannot start the vision pipeline: %s (door held locked; retrying in %.0f s)", message, delay)
-            door.fault(message)
+            dashboard.update(model={"ok": False, "error": message})
+            door.fault(message)  # the door tells the dashboard (problem on, with this reason)
             notifier.status(f"FAULT: {message}")
-            if link is not None:
-                link.publish_state({"door": door.state, "model": {"ok": False, "error": message}})
             deadline = time.monotonic() + delay
             next_status = 0.0
             while not stop.is_set() and time.monotonic() < deadline:
@@ -351,6 +348,9 @@ def serve(
         )
 
         journal = Journal(settings.state_path(settings.journal.path), settings.journal.max_bytes) if settings.journal.enabled else None
+        dashboard = Dashboard(settings.gate.state_dir, link.publish_state if link is not None else None)
+        dashboard.update(door=door.state, phase="starting")  # the link sends it before "online"
+        door.on_change = dashboard.door_changed
         gate: Gate | None = None  # counts manual grants too, once it runs
 
         def manual_grant(source: str, seconds: float | None = None, *, request_id: str | None = None,
@@ -360,7 +360,7 @@ def serve(
             draft = EventDraft(gate_id=settings.gate.id, verdict="grant", reason=source, source=source, request_id=request_id, sender=sender)
             event = outbox.record(draft.refused(refusal)) if refusal is not None else record_and_act(door, outbox, draft, seconds)
             detail = f"{source} request" + (f" {request_id}" if request_id else "") + f" from {sender or 'an unnamed sender'}"
-            publish_event(event, detail, link, journal, gate.stats if gate else None)
+            publish_event(event, detail, link, journal, gate.stats if gate else None, dashboard)
 
         door.on_exit_request = lambda: manual_grant("exit_button", sender=f"pin {settings.door.exit_button_pin}")
         if link is not None:
@@ -371,10 +371,11 @@ def serve(
         notifier.ready()
         _write_state(settings, door, "starting")
         try:
-            vision = vision or _wait_for_vision(settings, door, link, notifier, stop)
+            vision = vision or _wait_for_vision(settings, door, dashboard, notifier, stop)
             if vision is None:
                 return health
             detector, classifier, policy = vision
+            dashboard.update(model={"ok": True, "sha256": classifier.model_sha256, "preset": classifier.contract.preset})
             door.clear_fault()  # a model that failed earlier is fine now
             snapshots = (
                 FaceSnapshots(settings.state_path(settings.privacy.faces_dir), settings.privacy.retention_days)
@@ -384,11 +385,11 @@ def serve(
             with camera or open_camera(settings.camera) as source:
                 gate = Gate(
                     gate_id=settings.gate.id, camera=source, detector=detector, classifier=classifier, policy=policy,
-                    door=door, outbox=outbox, link=link, journal=journal, snapshots=snapshots, on_decision=on_decision,
+                    door=door, outbox=outbox, link=link, dashboard=dashboard, journal=journal, snapshots=snapshots, on_decision=on_decision,
                     preview=preview.feed if preview is not None else None,
                 )
                 log.info("gate %s running: camera %s, rule %s", settings.gate.id, settings.camera.source, settings.policy.rule)
-                health = _loop(gate, settings, notifier, link, stop, until_camera_ends)
+                health = _loop(gate, settings, notifier, link, dashboard, stop, until_camera_ends)
         except Exception as exc:
             door.lock()
             log.exception("gate loop crashed: door locked")
@@ -397,6 +398,7 @@ def serve(
         finally:
             notifier.stopping()
             door.lock()
+            dashboard.update(phase="stopped", camera="not open")  # published before "offline"
             if link is not None:
                 link.stop()
             _write_state(settings, door, "stopped", health, stopped_at=time.time(), stop_reason=stop_reason)
@@ -442,26 +444,23 @@ def _write_state(settings: Settings, door: Door, state: str, last: dict[str, Any
         log.error("cannot write the status file: %s", exc)
 
 
-def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, stop: threading.Event, until_camera_ends: bool) -> dict[str, Any]:
+def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, dashboard: Dashboard, stop: threading.Event,
+          until_camera_ends: bool) -> dict[str, Any]:
     metrics = MetricsServer(settings.metrics.prometheus_port) if settings.metrics.prometheus_port else None
     next_status = next_health = next_ping = time.monotonic()
     ping_every = min(notifier.watchdog_interval() or 1.0, 1.0)  # not per frame: one datagram a second is plenty
-    published_state: dict[str, Any] | None = None
     try:
         while not stop.is_set():
             frames_before = gate.stats.frames
-            decision = gate.step()
+            gate.step()
             now = time.monotonic()
             if now >= next_ping:  # from the main loop, so a hung loop stops the pings and systemd restarts us
                 notifier.watchdog()
                 next_ping = now + ping_every
-            if link is not None and (decision is not None or now >= next_status):
-                state = gate.state()
-                if state != published_state:
-                    link.publish_state(state)
-                    published_state = state
+            dashboard.update(phase="running", camera=gate.camera.status.state)  # relay moves and decisions publish themselves
             if now >= next_status:
                 health = gate.health()
+                dashboard.update(outbox={"pending": health["outbox"]["pending"], "dropped": health["outbox"]["dropped"]})
                 write_status(settings.gate.state_dir, health)
                 if metrics is not None:
                     metrics.update(health)

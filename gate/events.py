@@ -44,6 +44,13 @@ Reason = Literal[
 Relay = Literal["energised", "released", "unchanged"]
 
 
+def utc_iso(when: datetime | None = None) -> str:
+    """The one time format of everything the gate publishes: ISO 8601, UTC, milliseconds, ``Z``
+    (``2026-12-03T07:00:00.000Z``); ``when`` defaults to now."""
+    when = datetime.now(timezone.utc) if when is None else when.astimezone(timezone.utc)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class FaceRecord(BaseModel):
     """One face behind a decision: where it was, what the classifier said."""
 
@@ -83,7 +90,7 @@ class EventDraft(BaseModel):
 
     @field_serializer("time")
     def _iso_z(self, value: datetime) -> str:
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return utc_iso(value)
 
     @classmethod
     def from_decision(cls, decision: Decision, *, gate_id: str, model_sha256: str | None, now: float | None = None) -> EventDraft:

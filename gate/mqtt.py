@@ -4,7 +4,8 @@ optional remote unlock and Home Assistant discovery. paho-mqtt 2.x, MQTT 5.
 Topics, under ``<topic_prefix>/<gate_id>/``:
 
 * ``availability`` — retained ``online``; the broker publishes ``offline`` (last will) if we vanish
-* ``state``        — retained JSON from :meth:`MqttLink.publish_state` (``door``, ``grants``, ``denies``, ...)
+* ``state``        — retained QoS 1 JSON from :meth:`MqttLink.publish_state` (a :class:`gate.dashboard.DashboardState`):
+  every state handed in is published, in order; after a (re)connect the newest goes out *before* ``online``
 * ``events``       — QoS 1, not retained: one ``maskgate.event/1`` JSON per decision
 * ``health``       — QoS 0, periodic JSON from :meth:`MqttLink.publish_health` plus outbox stats
 * ``command``      — subscribed only with ``remote_unlock`` (which needs TLS and a user name):
@@ -51,9 +52,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from gate.credentials import read_secret
+from gate.dashboard import discovery_entities, stopped_state
 from gate.errors import ConfigError
+from gate.events import utc_iso
 from gate.outbox import Outbox
-from gate.settings import MqttSettings, TlsSettings
+from gate.settings import MqttSettings, Settings, TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ STOP_FLUSH_S = 2.0
 LOGIN_REFUSALS = {134, 135, 140}  # bad user name or password, not authorized, bad authentication method
 SEEN_IDS_FILE = "remote_command_ids.json"  # in gate.state_dir
 MAX_REMEMBERED_IDS = 10_000  # request ids kept until their commands expire; the oldest go first beyond this
+RELEASE_PUBLISH_TIMEOUT_S = 2.0  # `door release` waits at most this long for the broker, after the relay moved
+MAX_QUEUED_STATES = 100  # states waiting for the MQTT thread; beyond this the oldest go (the newest always stays)
 
 
 @dataclass(frozen=True)
@@ -144,28 +149,15 @@ def broker_acl(settings: MqttSettings, gate_id: str, username: str) -> str:
 
 
 def discovery_messages(settings: MqttSettings, gate_id: str) -> list[tuple[str, str]]:
-    """Home Assistant discovery configs: door lock state, last decision, grant/deny counters.
-
-    The state templates read ``door``, ``grants`` and ``denies`` from the retained state JSON.
-    """
+    """Home Assistant discovery configs (:func:`gate.dashboard.discovery_entities`), one device,
+    every entity tied to the availability topic and subscribed at QoS 1."""
     topics = Topics.of(settings, gate_id)
     node = ha_node_id(gate_id)
     common = {
         "availability_topic": topics.availability,
         "device": {"identifiers": [node], "name": f"maskgate {gate_id}", "manufacturer": "maskgate", "model": "face-mask gate"},
     }
-    entities = {
-        ("binary_sensor", "door"): {"name": "Door", "device_class": "lock", "state_topic": topics.state,
-                                    "value_template": "{{ 'ON' if value_json.door == 'unlocked' else 'OFF' }}"},
-        ("sensor", "last_decision"): {"name": "Last decision", "icon": "mdi:face-mask", "state_topic": topics.events,
-                                      "value_template": "{{ value_json.verdict }}", "json_attributes_topic": topics.events,
-                                      "json_attributes_template": "{{ {'reason': value_json.reason, 'source': value_json.source, 'relay': value_json.relay, "
-                                                                  "'seq': value_json.seq, 'time': value_json.time} | tojson }}"},
-        ("sensor", "grants"): {"name": "Grants", "icon": "mdi:door-open", "state_topic": topics.state,
-                               "value_template": "{{ value_json.grants }}", "state_class": "total_increasing"},
-        ("sensor", "denies"): {"name": "Denies", "icon": "mdi:door-closed-lock", "state_topic": topics.state,
-                               "value_template": "{{ value_json.denies }}", "state_class": "total_increasing"},
-    }
+    entities = discovery_entities(topics.state, topics.events)
     prefix = settings.homeassistant.discovery_prefix
     return [(f"{prefix}/{component}/{node}/{object_id}/config",
              json.dumps({**config, **common, "unique_id": f"{node}_{object_id}"}, sort_keys=True))
@@ -190,6 +182,60 @@ def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
         log.warning("mqtt.tls.insecure: the broker's host name is NOT verified (testing only)")
         context.check_hostname = False
     return context
+
+
+def _client(settings: MqttSettings, client_id: str, password: str | None, tls: ssl.SSLContext | None) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    if settings.username:
+        client.username_pw_set(settings.username, password)
+    if tls is not None:
+        client.tls_set_context(tls)
+        if settings.tls.insecure:
+            client.tls_insecure_set(True)
+    return client
+
+
+def publish_retained_once(settings: MqttSettings, gate_id: str, topic: str, payload: str, *, password: str | None, timeout_s: float) -> str | None:
+    """Connect, publish one retained QoS-1 message and wait for the broker's PUBACK, all within
+    ``timeout_s``; for ``gate-cli door release``, after the daemon is gone. Returns None when the
+    broker acknowledged it, else why not (one line). No last will and no ``online``: this is not the gate."""
+    deadline = time.monotonic() + timeout_s
+    refused: list[str] = []
+    try:
+        client = _client(settings, f"{settings.client_id or f'maskgate-{gate_id}'}-release", password,
+                         _tls_context(settings.tls) if settings.tls.enabled else None)
+        client.connect_timeout = timeout_s
+        client.on_connect = lambda c, u, f, reason, p: refused.append(str(reason).lower()) if reason.is_failure else None
+        client.connect(settings.host, settings.port, keepalive=max(5, int(timeout_s) + 1), clean_start=True)
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        return f"MQTT broker {settings.host}:{settings.port} is unreachable: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        info = client.publish(topic, payload, qos=1, retain=True)  # sent once the broker accepts the connection
+        while not info.is_published() and not refused and time.monotonic() < deadline:
+            if client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        if info.is_published():
+            return None
+        if refused:
+            return f"MQTT broker {settings.host}:{settings.port} refused the connection: {refused[0]}"
+        return f"MQTT broker {settings.host}:{settings.port} did not acknowledge within {timeout_s:g} s"
+    finally:
+        client.disconnect()
+
+
+def announce_door_released(settings: Settings, timeout_s: float = RELEASE_PUBLISH_TIMEOUT_S) -> str | None:
+    """After ``gate-cli door release`` drove the relay inactive (call it only then: it never delays
+    the release): publish the retained state "locked, stopped" with the lifetime counters, so a
+    dashboard does not keep a dead gate's "unlocked". Returns why it could not (None: published or
+    MQTT off); never raises."""
+    if not settings.mqtt.enabled:
+        return None
+    try:
+        payload = json.dumps(stopped_state(settings.gate.state_dir).payload(), sort_keys=True)
+        return publish_retained_once(settings.mqtt, settings.gate.id, Topics.of(settings.mqtt, settings.gate.id).state, payload,
+                                     password=read_password(settings.mqtt), timeout_s=timeout_s)
+    except Exception as exc:  # the relay is released already; this is only news for dashboards
+        return f"{type(exc).__name__}: {exc}"
 
 
 class MqttLink:
@@ -219,8 +265,8 @@ class MqttLink:
         self._connects = 0
         self._session_broken = False
         self._inflight: dict[int, str] = {}  # paho mid -> event_id, for this connection only
-        self._state: str | None = None
-        self._state_dirty = False
+        self._state: str | None = None  # the newest state, re-published after every reconnect
+        self._queued_states: list[str] = []  # every state not yet handed to paho, oldest first
         self._health: str | None = None
 
     # -- public ------------------------------------------------------------------------------
@@ -251,15 +297,18 @@ class MqttLink:
         self._wake.set()
 
     def publish_state(self, state: Mapping[str, Any]) -> None:
-        """Retained state; kept and re-published after every reconnect."""
+        """Retained state, QoS 1. Each one is published, in order (a relock between two grants
+        shows); while disconnected only the newest is kept, and it goes out before ``online``."""
+        payload = json.dumps(dict(state), sort_keys=True, default=str)
         with self._lock:
-            self._state = json.dumps(dict(state), sort_keys=True, default=str)
-            self._state_dirty = True
+            self._state = payload
+            if self._connected:
+                self._queued_states = [*self._queued_states[-(MAX_QUEUED_STATES - 1):], payload]
         self._wake.set()
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """One health message (dropped when not connected: the next one is fresher)."""
-        payload = {**health, "outbox": self._outbox.stats(), "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        payload = {**health, "outbox": self._outbox.stats(), "time": utc_iso()}
         with self._lock:
             self._health = json.dumps(payload, sort_keys=True, default=str)
         self._wake.set()
@@ -282,13 +331,7 @@ class MqttLink:
             delay = min(delay * 2, self._settings.reconnect_max_s)
 
     def _new_client(self) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._settings.client_id or f"maskgate-{self._gate_id}", protocol=paho.MQTTv5)
-        if self._settings.username:
-            client.username_pw_set(self._settings.username, self._password)
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
-            if self._settings.tls.insecure:
-                client.tls_insecure_set(True)
+        client = _client(self._settings, self._settings.client_id or f"maskgate-{self._gate_id}", self._password, self._tls)
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -335,6 +378,8 @@ class MqttLink:
         return accepted and not self._session_broken  # a refused event keeps the backoff growing
 
     def _say_goodbye(self, client: paho.Client) -> None:
+        """The last states (the door locked by the stop), then ``offline``."""
+        self._publish_queued_states(client)
         info = client.publish(self.topics.availability, "offline", qos=1, retain=True)
         deadline = time.monotonic() + STOP_FLUSH_S
         while not info.is_published() and time.monotonic() < deadline:
@@ -344,12 +389,9 @@ class MqttLink:
 
     def _pump(self, client: paho.Client) -> None:
         """Publish what the other threads left for us, then fill the in-flight window from the outbox."""
+        self._publish_queued_states(client)
         with self._lock:
-            state = self._state if self._state_dirty else None
-            self._state_dirty = False
             health, self._health = self._health, None
-        if state is not None:
-            client.publish(self.topics.state, state, qos=1, retain=True)
         if health is not None:
             client.publish(self.topics.health, health, qos=0)
         if not self._wake.is_set() or len(self._inflight) >= self._window:
@@ -366,6 +408,12 @@ class MqttLink:
                 self._wake.set()
                 break
             self._inflight[info.mid] = event.event_id
+
+    def _publish_queued_states(self, client: paho.Client) -> None:
+        with self._lock:
+            states, self._queued_states = self._queued_states, []
+        for state in states:
+            client.publish(self.topics.state, state, qos=1, retain=True)
 
     def _fail(self, message: str) -> None:
         with self._lock:
@@ -389,9 +437,11 @@ class MqttLink:
             self._connected = True
             self._last_error = None
             self._connects += 1
-            self._state_dirty = self._state is not None
+            state, self._queued_states = self._state, []
             self._health = None  # stale by now
         log.info("MQTT connected to %s as %r", self._address, self._settings.username)
+        if state is not None:  # before "online": a dashboard never shows the previous run's state as current
+            client.publish(self.topics.state, state, qos=1, retain=True)
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         if self._settings.remote_unlock:
             client.subscribe(self.topics.command, qos=1)
