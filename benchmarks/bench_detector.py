@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.detector import BlazeFaceDetector
+from gate.vision.detector import BlazeFaceDetector
 from gate.settings import DetectorSettings
 from tests.door_scenes import FACE_SIDE, FRAME_H, FRAME_W, door_background, paste, synthetic_faces
 

@@ -77,7 +77,7 @@ sys.path.insert(0, str(REPO))
 from gate.assets import DEFAULT_ASSETS_DIR, FACE_DETECTION_FULL, FACE_DETECTION_SHORT, POSE_DETECTION, require  # noqa: E402
 from gate.camera import open_camera  # noqa: E402
 from gate.classifier import MaskClassifier  # noqa: E402
-from gate.detector import BlazeFaceDetector  # noqa: E402
+from gate.vision.detector import BlazeFaceDetector  # noqa: E402
 from gate.errors import MaskgateError  # noqa: E402
 from gate.litert import load_interpreter  # noqa: E402
 from gate.models import default_model_path  # noqa: E402
@@ -103,11 +103,11 @@ IMAGE_OF_LABEL = {"with_mask": "over_nose", "without_mask": "bare", "incorrect_m
 MATCH_IOU = 0.3
 
 GOAL_FPS = 100.0
-#: The detector's models: run counter key → (the detector's model slot, name in the cost table, asset).
+#: The detector's models: run counter key → (the search's model attribute, name in the cost table, asset).
 DETECTOR_MODELS = {
-    "full": ("_full", "detector full-range", FACE_DETECTION_FULL),
-    "short": ("_short", "detector short-range", FACE_DETECTION_SHORT),
-    "head": ("_heads", "detector pose (second opinion)", POSE_DETECTION),
+    "full": ("full", "detector full-range", FACE_DETECTION_FULL),
+    "short": ("short", "detector short-range", FACE_DETECTION_SHORT),
+    "head": ("heads", "detector pose (second opinion)", POSE_DETECTION),
 }
 GOAL_DECISION_MS = 300.0
 #: With the live preview on and a viewer attached, at least this share of the fps without it.
@@ -222,22 +222,22 @@ class FrameRecord:
 def count_model_runs(detector: BlazeFaceDetector) -> Counter:
     """Count the detector's model invocations (full / short range / pose), for the MAC-based estimate.
 
-    Benchmark-only instrumentation: wraps ``run`` of the detector's private model slots.
+    Benchmark-only instrumentation: wraps ``rows`` (the one method that invokes) of the search's models.
     """
     counts: Counter = Counter()
     for name, (slot, _, _) in DETECTOR_MODELS.items():
-        model = getattr(detector, slot, None)
+        model = getattr(detector.search, slot, None)
         if model is None:
-            if slot == "_full":
-                raise MaskgateError("BlazeFaceDetector has no _full model slot: update count_model_runs()")
+            if slot == "full":
+                raise MaskgateError("the detector's search has no full model: update count_model_runs()")
             continue
-        original = model.run
+        original = model.rows
 
         def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
             counts[_name] += 1
             return _original(*args, **kwargs)
 
-        model.run = counted
+        model.rows = counted
     return counts
 
 
@@ -273,7 +273,7 @@ def stages_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClassif
             if image is None:
                 raise MaskgateError(f"{clip.path}: frame {index} could not be decoded")
             before = Counter(runs)
-            faces = detector.detect(image)
+            faces = detector.detect(image, index / FPS)
             t2 = time.thread_time()
             observations, face_ms = [], []
             for face in faces:
@@ -313,7 +313,7 @@ def streaming_pass(clip: Clip, detector: BlazeFaceDetector, classifier: MaskClas
                     raise MaskgateError(f"{clip.path}: camera stopped: {camera.status.state} ({camera.status.detail})")
                 break
             waits.append(1000 * (time.perf_counter() - t0))
-            observations = [FaceObservation(f, classifier.classify(frame.image, f.box)) for f in detector.detect(frame.image)]
+            observations = [FaceObservation(f, classifier.classify(frame.image, f.box)) for f in detector.detect(frame.image, frame.index / FPS)]
             policy.update(frame.index / FPS, observations)
             if preview is not None:
                 preview.offer(frame, policy.tracked(), detector.ignored, door="locked", stage_ms={})

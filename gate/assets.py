@@ -93,7 +93,7 @@ FACE_DETECTION_FULL = _mediapipe(
     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
 )
 #: BlazePose's person detector: it finds a person by the head (BlazeFace's architecture, trained on
-#: whole people), so it still sees a masked head that the face models score too low (gate/detector.py).
+#: whole people), so it still sees a masked head that the face models score too low (gate/vision/search.py).
 POSE_DETECTION = _mediapipe(
     "mediapipe/modules/pose_detection/pose_detection.tflite",
     "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",

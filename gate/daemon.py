@@ -32,7 +32,7 @@ from gate.actuators import Door
 from gate.camera import FrameSource, open_camera, require_backend
 from gate.classifier import MaskClassifier
 from gate.dashboard import Dashboard
-from gate.detector import BlazeFaceDetector, FaceDetector
+from gate.vision.detector import BlazeFaceDetector, FaceDetector
 from gate.errors import AssetError, ConfigError, MaskgateError, ModelError
 from gate.events import Event, EventDraft, utc_iso
 from gate.health import MetricsServer, write_status
@@ -144,7 +144,7 @@ class Gate:
 
     def _decide(self, frame: Frame) -> Decision | None:
         started = self.clock()
-        faces = self.detector.detect(frame.image)
+        faces = self.detector.detect(frame.image, frame.timestamp)
         detected = self.clock()
         observations = [FaceObservation(face, self.classifier.classify(frame.image, face.box)) for face in faces]
         classified = self.clock()
@@ -283,7 +283,7 @@ def shutdown_signals(stop: threading.Event) -> Iterator[None]:
 
 def build_vision(settings: Settings) -> tuple[FaceDetector, MaskClassifier, DecisionPolicy]:
     """The parts that read model files: may raise ModelError/AssetError, which serve() retries."""
-    detector = BlazeFaceDetector(settings.detector)
+    detector = BlazeFaceDetector(settings.detector, tracking=settings.policy)
     classifier = MaskClassifier.from_settings(settings.classifier)
     policy = DecisionPolicy(settings.policy, classifier.min_confidence, door_open_s=settings.door.unlock_s)
     log.info(

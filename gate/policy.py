@@ -5,9 +5,10 @@ rule is testable with a table of frames.
 
 How a decision comes about
 --------------------------
-* Faces are linked across frames to *tracks* (greedy IoU matching, best overlaps first). A
-  track unseen for ``track_max_age_s`` is forgotten; until then it still counts as present,
-  so a face the detector misses for a frame or two cannot let the others through alone.
+* Faces come with track ids from the one tracker (:mod:`gate.vision.tracker`: IoU matching, then
+  re-identification by place and time); the policy keeps its evidence and decisions per id. A track
+  unseen for ``track_max_age_s`` is forgotten; until then it still counts as present, so a face the
+  detector misses for a frame or two cannot let the others through alone.
 * **Evidence, not streaks.** Each track keeps a decayed, weighted average of the classifier's
   probabilities: every frame, older evidence is multiplied by ``evidence_decay`` and the new
   frame's probabilities are added with a weight = face size (``min(1, width /
@@ -37,14 +38,13 @@ How a decision comes about
   mask up after a deny gets a grant, pulling it down after a grant gets a deny, and a masked
   visitor denied because of a bare companion is let in once the companion has left.
 * **Re-identification.** The tracker loses faces: a visitor walking away moves too far between
-  frames for the boxes to overlap, a face is missed for a few frames. A face that no track
-  overlaps, appearing within ``reid_distance`` face widths of where a *decided* track was lost
-  (with a width within half to double of that face's) at most ``reid_within_s`` after it was
-  last seen, takes that track's place: same id, same decision, so it makes no new one. Only the
-  decision carries over, not the evidence: the face is read afresh (it may be someone else),
-  and until it is read it holds up any decision; once read, it decides again only if it lands
-  on the other side of the mask line (pulled down after a grant: deny; put on after a deny:
-  grant). A face appearing anywhere else is a newcomer.
+  frames for the boxes to overlap, a face is missed for a few frames. A face it takes for a lost
+  track again (``reid_distance``, ``reid_within_s``) comes back with that track's id, marked
+  ``reidentified``: the same id, the same decision, so it makes no new one. Only the decision
+  carries over, not the evidence: the face is read afresh (it may be someone else), and until it is
+  read it holds up any decision; once read, it decides again only if it lands on the other side of
+  the mask line (pulled down after a grant: deny; put on after a deny: grant). A face appearing
+  anywhere else is a newcomer.
 * **A late companion joins a fresh grant.** The detector can find the second face of a group
   some frames after the first (a newcomer beside a known face is searched for only every few
   frames), so the first face may be granted alone. A newcomer read while a grant is fresh (at
@@ -79,12 +79,11 @@ Rules and reasons (``Decision.reason``)
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from gate.settings import PolicySettings
-from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK, Box, Classification, Detection
+from gate.types import INCORRECT_MASK, WITH_MASK, WITHOUT_MASK, Classification, Detection
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,11 @@ OBSERVED_PREFIX = "observed_"
 REASONS = ("all_masked", "any_masked", "no_mask", "incorrect_mask", UNDECIDED)
 #: A frame's weight never drops to zero, so the average stays defined.
 _MIN_WEIGHT = 1e-3
-#: A face re-found within ``reid_within_s`` (0.5 s by default) is at most this much wider or narrower
-#: than when it was lost (walking up to the door, the demo clip's faces grow by about a third in 0.5 s).
-_REID_MAX_SIZE_RATIO = 2.0
 
 
 @dataclass(frozen=True)
 class FaceObservation:
-    """One face in one frame: where it is and what the classifier says about it."""
+    """One face in one frame: where it is, its track id (``detection.track_id``) and what the classifier says about it."""
 
     detection: Detection
     classification: Classification
@@ -132,7 +128,6 @@ class TrackedFace:
 @dataclass(frozen=True)
 class _Track:
     id: int
-    box: Box
     first_seen: float
     last_seen: float
     latest: FaceObservation
@@ -142,33 +137,6 @@ class _Track:
     incorrect: float = 0.0  # Σ decayed weight × P(incorrect_mask)
     label: str | None = None  # the latest label the evidence read (kept while it is inconclusive)
     opened: bool | None = None  # whether the last decision covering this track opened the door (None: none did)
-
-
-def _assign(pairs: list[tuple[float, int, int]]) -> dict[int, int]:
-    """Greedy one-to-one assignment of (cost, track, observation) pairs, lowest cost first:
-    observation index → track index."""
-    matched: dict[int, int] = {}
-    used_tracks: set[int] = set()
-    for _, t, o in sorted(pairs):
-        if t not in used_tracks and o not in matched:
-            matched[o] = t
-            used_tracks.add(t)
-    return matched
-
-
-def _match(tracks: list[_Track], observations: list[FaceObservation], min_iou: float) -> dict[int, int]:
-    """IoU matching: observation index → track index, highest overlaps first."""
-    overlaps = ((track.box.iou(obs.detection.box), t, o) for t, track in enumerate(tracks) for o, obs in enumerate(observations))
-    return _assign([(-overlap, t, o) for overlap, t, o in overlaps if overlap >= min_iou and overlap > 0.0])
-
-
-def _reid_distance(lost: Box, found: Box) -> float:
-    """How far (centre to centre, in widths of the lost face) a face appeared from where one was
-    lost; infinite when their widths differ by more than a factor of 2 (not the same face)."""
-    if min(lost.w, found.w) <= 0.0 or max(lost.w, found.w) > _REID_MAX_SIZE_RATIO * min(lost.w, found.w):
-        return math.inf
-    (lx, ly), (fx, fy) = lost.center, found.center
-    return math.hypot(fx - lx, fy - ly) / lost.w
 
 
 def _as_read(track: _Track, reading: str | None) -> FaceObservation:
@@ -222,7 +190,6 @@ class DecisionPolicy:
         self.mask_bar = max(settings.decide_confidence, min_confidence)
         self._tracks: list[_Track] = []
         self._now: float | None = None  # the time of the latest update
-        self._next_id = 1
         self._grant: tuple[float, frozenset[int]] | None = None  # the last decision, if it opened: when, whom
 
     def reset(self) -> None:
@@ -247,7 +214,7 @@ class DecisionPolicy:
         label = track.label
         if frames >= self._settings.evidence_frames:
             label = self._read(masked / total, incorrect / total) or label
-        return replace(track, box=obs.detection.box, last_seen=now, latest=obs, frames=frames,
+        return replace(track, last_seen=now, latest=obs, frames=frames,
                        weight=total, masked=masked, incorrect=incorrect, label=label)
 
     def _read(self, p_masked: float, p_incorrect: float) -> str | None:
@@ -280,17 +247,6 @@ class DecisionPolicy:
         # Seen (not merely remembered) for decide_within_s: a face glimpsed once does not time out.
         return UNDECIDED if track.last_seen - track.first_seen >= self._settings.decide_within_s else None
 
-    def _refind(self, now: float, tracks: list[_Track], observations: list[FaceObservation],
-                matched: dict[int, int]) -> dict[int, int]:
-        """Faces no track overlaps that appeared near where a decided track was lost, at most
-        ``reid_within_s`` ago: observation index → track index, nearest first."""
-        taken = set(matched.values())
-        lost = [t for t, track in enumerate(tracks)
-                if t not in taken and track.opened is not None and now - track.last_seen <= self._settings.reid_within_s]
-        distances = ((_reid_distance(tracks[t].box, observations[o].detection.box), t, o)
-                     for t in lost for o in range(len(observations)) if o not in matched)
-        return _assign([pair for pair in distances if pair[0] <= self._settings.reid_distance])
-
     def _joins_grant(self, now: float, in_view: set[int]) -> bool:
         """Whether a grant about to be taken would only repeat the last decision: a grant (which
         covered every track but the newcomers) at most ``join_within_s`` old, one of whose faces
@@ -300,24 +256,25 @@ class DecisionPolicy:
         return bool(self._grant[1] & in_view)
 
     def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
-        """Feed one frame's faces (possibly none); returns a decision when one is taken."""
+        """Feed one frame's tracked faces (possibly none); returns a decision when one is taken."""
         self._now = now
-        alive = [t for t in self._tracks if now - t.last_seen <= self._settings.track_max_age_s]
-        matched = _match(alive, observations, self._settings.track_iou)
-        refound = self._refind(now, alive, observations, matched)
-        updated = {t: self._observe(alive[t], now, observations[o]) for o, t in matched.items()}
-        for o, t in refound.items():
-            # The same visitor, perhaps not: only the decision carries over; the face is read afresh
-            # (until it is, it holds up any decision, so a different face cannot ride on a grant).
-            obs = observations[o]
-            again = _Track(id=alive[t].id, box=obs.detection.box, first_seen=now, last_seen=now, latest=obs, opened=alive[t].opened)
-            updated[t] = self._observe(again, now, obs)
-        tracks = [updated.get(i, track) for i, track in enumerate(alive)]
-        for o, obs in enumerate(observations):
-            if o not in matched and o not in refound:
-                fresh = _Track(id=self._next_id, box=obs.detection.box, first_seen=now, last_seen=now, latest=obs)
-                self._next_id += 1
-                tracks.append(self._observe(fresh, now, obs))
+        tracks = [t for t in self._tracks if now - t.last_seen <= self._settings.track_max_age_s]
+        position = {track.id: index for index, track in enumerate(tracks)}
+        for obs in observations:
+            track_id = obs.detection.track_id
+            if track_id is None:
+                raise ValueError("the policy reads tracked faces: give each detection its track id (gate.vision.tracker.Tracker)")
+            index = position.get(track_id)
+            if index is None:
+                position[track_id] = len(tracks)
+                tracks.append(self._observe(_Track(id=track_id, first_seen=now, last_seen=now, latest=obs), now, obs))
+            elif obs.detection.reidentified:
+                # The same visitor, perhaps not: only the decision carries over; the face is read afresh
+                # (until it is, it holds up any decision, so a different face cannot ride on a grant).
+                again = _Track(id=track_id, first_seen=now, last_seen=now, latest=obs, opened=tracks[index].opened)
+                tracks[index] = self._observe(again, now, obs)
+            else:
+                tracks[index] = self._observe(tracks[index], now, obs)
         self._tracks = tracks
 
         if not tracks:

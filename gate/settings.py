@@ -136,7 +136,7 @@ class PolicySettings(Section):
     decide_within_s: Seconds = Field(1.0, description="A face not read within this long counts as not masked (deny, reason 'undecided')")
     track_iou: Fraction = Field(0.3, description="Box overlap that links a face to its track in the previous frame")
     track_max_age_s: Seconds = Field(1.0, description="A track unseen this long is forgotten")
-    reid_within_s: Annotated[float, Field(ge=0.0)] = Field(0.5, description="A face that appears within this long of a decided face being lost, near where it was lost, is that visitor again: it inherits the decision and makes a new one only if it reads across the mask line; 0 = off; at most track_max_age_s")
+    reid_within_s: Annotated[float, Field(ge=0.0)] = Field(0.5, description="A face that appears within this long of a face being lost, near where it was lost, is that visitor again (the tracker gives it the same id): it inherits the decision, if any, and makes a new one only if it reads across the mask line; 0 = off; at most track_max_age_s")
     reid_distance: Annotated[float, Field(gt=0.0, le=5.0)] = Field(1.5, description="How near (centre to centre, in widths of the lost face) a face must appear to be the lost one again; its width must also be within half to double the lost face's")
     join_within_s: Annotated[float, Field(ge=0.0)] = Field(1.0, description="A newcomer read masked at most this long after a grant, while one of the granted faces is in view, joins that grant without a new decision (a companion the detector found late); one read unmasked still denies at once, re-locking the door; 0 = off; the gate uses at most half of door.unlock_s, so a companion who joins still has the door open at least as long again")
 

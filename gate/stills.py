@@ -34,7 +34,7 @@ class StillCheck:
         self._policy = DecisionPolicy(settings.policy, self._classifier.min_confidence)
         self._detector = None
         if not assume_face:
-            from gate.detector import BlazeFaceDetector
+            from gate.vision.detector import BlazeFaceDetector
 
             self._detector = BlazeFaceDetector(settings.detector)
 

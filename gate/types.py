@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
+from gate.vision.geometry import iou
 
 
 #: The class names a model contract may use (output order is the contract's).
@@ -30,13 +32,18 @@ class Box:
     def center(self) -> tuple[float, float]:
         return (self.x + self.w / 2, self.y + self.h / 2)
 
+    @property
+    def corners(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the form the detector's box arithmetic (:mod:`gate.vision.geometry`) uses."""
+        return (self.x, self.y, self.x + self.w, self.y + self.h)
+
+    @classmethod
+    def from_corners(cls, x0: float, y0: float, x1: float, y1: float) -> Box:
+        return cls(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+
     def iou(self, other: Box) -> float:
         """Intersection over union, 0 when disjoint."""
-        ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
-        iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
-        inter = ix * iy
-        union = self.area + other.area - inter
-        return inter / union if union > 0 else 0.0
+        return float(iou(self.corners, other.corners))
 
     def as_list(self) -> list[int]:
         return [round(self.x), round(self.y), round(self.w), round(self.h)]
@@ -51,13 +58,32 @@ class Frame:
     index: int
 
 
+#: Which model vouched for a face: the short-range model confirmed it (on a crop around a proposal, or
+#: on a tile), the pose detector's head box did (a masked face both face models doubt), the full-range
+#: proposal stands alone (``detector.confirm`` off), or nobody (``given``: a crop that is the face).
+Source = Literal["short_range", "pose", "full_range", "given"]
+
+
 @dataclass(frozen=True)
 class Detection:
-    """A face found by a detector; ``keypoints`` are (x, y) pixels when the detector gives them."""
+    """One face in one frame, the record every stage passes on: where it is (``box``, ``keypoints``
+    as (x, y) pixels when the detector gives them), how sure the model that vouched for it is
+    (``score``, ``source``), and who it is across frames (``track_id``, from the one tracker,
+    :class:`gate.vision.tracker.Tracker`; None before tracking). ``reidentified``: this face's track
+    had been lost and the tracker took the face for it again by place and time, a guess that the
+    policy honours by reading the face afresh."""
 
     box: Box
     score: float
     keypoints: tuple[tuple[float, float], ...] = field(default=())
+    source: Source = "given"
+    track_id: int | None = None
+    reidentified: bool = False
+
+    def moved(self, dx: float, dy: float) -> Detection:
+        """The same face shifted by (dx, dy) pixels, keypoints included."""
+        box = Box(self.box.x + dx, self.box.y + dy, self.box.w, self.box.h)
+        return replace(self, box=box, keypoints=tuple((x + dx, y + dy) for x, y in self.keypoints))
 
 
 @dataclass(frozen=True)

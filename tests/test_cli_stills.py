@@ -33,7 +33,7 @@ def photos(tmp_path_factory) -> dict[str, object]:
     The group's people are faces the detector sees clearly in the same photo with nobody else in
     it (as the door clip draws its visitors): what is tested is that a group and a batch lose none.
     """
-    from gate.detector import BlazeFaceDetector
+    from gate.vision.detector import BlazeFaceDetector
     from gate.settings import DetectorSettings
     from tests.door_scenes import door_background, paste, synthetic_faces
 

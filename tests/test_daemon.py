@@ -29,6 +29,7 @@ from gate.outbox import Outbox
 from gate.policy import DecisionPolicy
 from gate.settings import DoorSettings, OutboxSettings, PolicySettings, Settings, parse_settings
 from gate.types import Box, Classification, Detection, Frame
+from gate.vision.tracker import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = default_model_path()
@@ -64,15 +65,19 @@ class ScriptedCamera:
 
 
 class OneFaceDetector:
-    """Finds one face in any frame whose top-left pixel is not zero; raises on a poisoned frame."""
+    """Finds one face in any frame whose top-left pixel is not zero; raises on a poisoned frame.
+    Its faces get their track ids from the real tracker, as the real detector's do."""
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def __init__(self) -> None:
+        self.tracker = Tracker.from_settings(PolicySettings())
+
+    def detect(self, image: np.ndarray, now: float) -> list[Detection]:
         if image[0, 0, 1] == 99:
             raise ImageError("poisoned frame")
-        return [Detection(Box(10, 10, 40, 40), 0.9)] if image[0, 0, 0] else []
+        return self.tracker.update(now, [Detection(Box(10, 10, 40, 40), 0.9)] if image[0, 0, 0] else [])
 
     def reset(self) -> None:
-        pass
+        self.tracker.reset()
 
 
 @dataclass

@@ -13,23 +13,15 @@ import numpy as np
 import pytest
 
 from gate.assets import DEFAULT_ASSETS_DIR, require
-from gate.detector import (
-    FULL_RANGE,
-    HEAD_RANGE,
-    HEAD_TO_FACE,
-    SHORT_RANGE,
-    BlazeFaceDetector,
-    decode,
-    letterbox,
-    output_indices,
-    ssd_anchors,
-    tiles,
-    weighted_nms,
-)
+from gate.vision.blazeface import FULL_RANGE, HEAD_RANGE, SHORT_RANGE, decode, output_indices, ssd_anchors, weighted_nms
+from gate.vision.detector import BlazeFaceDetector
+from gate.vision.geometry import tiles
+from gate.vision.imageops import letterbox
+from gate.vision.search import HEAD_TO_FACE
 from gate.errors import AssetError, ImageError, ModelError
 from gate.litert import load_interpreter
 from gate.settings import DetectorSettings
-from gate.types import Box
+from gate.types import Box, Detection
 from tests.door_scenes import FRAME_H, FRAME_W, door_background, paste, synthetic_faces
 
 FACE_HEIGHTS = (96, 64, 48)  # 1/5, 1/7.5 and 1/10 of the frame height
@@ -261,17 +253,17 @@ def test_missing_model_files_name_the_fix(tmp_path: Path) -> None:
 
 
 class ModelRuns:
-    """Counts the detector's model invocations by wrapping its model slots' ``run`` (``heads``: the pose detector)."""
+    """Counts the detector's model invocations by wrapping its models' ``rows`` (``heads``: the pose detector)."""
 
     def __init__(self, detector: BlazeFaceDetector) -> None:
         self.full = self.short = self.heads = 0
-        for slot in ("_full", "_short", "_heads"):
-            model = getattr(detector, slot)
-            model.run = self._counting(model.run, slot)
+        for slot in ("full", "short", "heads"):
+            model = getattr(detector.search, slot)
+            model.rows = self._counting(model.rows, slot)
 
     def _counting(self, run, slot: str):
         def counted(*args, **kwargs):
-            setattr(self, slot[1:], getattr(self, slot[1:]) + 1)
+            setattr(self, slot, getattr(self, slot) + 1)
             return run(*args, **kwargs)
 
         return counted
@@ -380,7 +372,7 @@ def test_a_followed_face_is_confirmed_again_every_full_scan_every_frames(faces) 
     confirmed_at = []
     for index in range(1, 5):
         detector.detect(frames[index % 2])
-        confirmed_at.append((detector._known_looks[0].frame, runs.take()[1]))
+        confirmed_at.append((detector.stream.known[0].look.frame, runs.take()[1]))
     assert confirmed_at[:3] == [(1, 0), (1, 0), (1, 0)]  # followed, no short-range run
     assert confirmed_at[3][0] == 5 and confirmed_at[3][1] >= 1  # the 4th frame after: a model looks again
 
@@ -453,8 +445,8 @@ def test_change_where_the_last_full_pass_rejected_something_waits_for_the_schedu
     runs = ModelRuns(detector)
     scene = door_background(13)  # a wall with one patch the full-range model proposes
     assert detector.detect(scene) == [] and runs.take()[0] == 1
-    assert detector._rejected, "the wall offers a proposal that confirmation rejects"
-    row = detector._rejected[0]
+    assert detector.stream.rejected, "the wall offers a proposal that confirmation rejects"
+    row = detector.stream.rejected[0].box.corners
     cx, cy = int((row[0] + row[2]) / 2), int((row[1] + row[3]) / 2)
 
     def blink(frame: np.ndarray, x: int, y: int, level: int) -> np.ndarray:
@@ -469,7 +461,7 @@ def test_change_where_the_last_full_pass_rejected_something_waits_for_the_schedu
     runs.take()
     far = max(((x, y) for x in range(8, FRAME_W, 16) for y in range(8, FRAME_H, 16)),
               key=lambda p: min(max(abs(p[0] - (r[0] + r[2]) / 2) - 2 * (r[2] - r[0]), abs(p[1] - (r[1] + r[3]) / 2) - 2 * (r[3] - r[1]))
-                                for r in detector._rejected))
+                                for r in (p.box.corners for p in detector.stream.rejected)))
     detector.detect(blink(scene, *far, 255))
     assert runs.take()[0] == 1  # away from everything looked at: the full pass at once
 
@@ -509,6 +501,6 @@ def test_reset_forgets_known_faces_and_schedules(faces, tile_only_scene) -> None
 def test_confirmation_stops_after_max_rejections() -> None:
     detector = BlazeFaceDetector(DetectorSettings(max_rejections=2))
     runs = ModelRuns(detector)
-    rows = np.array([[100 * i, 100, 100 * i + 50, 150] + [0] * 12 for i in range(5)], np.float32)
-    confirmed, _ = detector._confirm(np.zeros((FRAME_H, FRAME_W, 3), np.uint8), rows, np.full(5, 0.2, np.float32), 2)
+    proposals = [Detection(Box(100 * i, 100, 50, 50), 0.2, source="full_range") for i in range(5)]
+    confirmed = detector.search.confirm(np.zeros((FRAME_H, FRAME_W, 3), np.uint8), proposals, 2)
     assert len(confirmed) == 0 and runs.take() == (0, 2)

@@ -41,6 +41,7 @@ from gate.outbox import Outbox
 from gate.policy import DecisionPolicy
 from gate.settings import DoorSettings, OutboxSettings, PolicySettings, parse_settings
 from gate.types import Box, Classification, Detection, Frame
+from gate.vision.tracker import Tracker
 from tests.broker import GATE_ID, HAVE_MOSQUITTO, Broker, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,11 +91,16 @@ class SceneCamera:
 
 
 class SceneDetector:
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return [Detection(slot_box(slot), 0.95) for slot in range(SLOTS) if image[0, slot, 0]]
+    """The scene's faces, tracked by the real tracker as the real detector's are."""
+
+    def __init__(self) -> None:
+        self.tracker = Tracker.from_settings(PolicySettings())
+
+    def detect(self, image: np.ndarray, now: float) -> list[Detection]:
+        return self.tracker.update(now, [Detection(slot_box(slot), 0.95) for slot in range(SLOTS) if image[0, slot, 0]])
 
     def reset(self) -> None:
-        pass
+        self.tracker.reset()
 
 
 class SceneClassifier:

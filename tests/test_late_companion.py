@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from gate.classifier import MaskClassifier
-from gate.detector import BlazeFaceDetector
+from gate.vision.detector import BlazeFaceDetector
 from gate.models import default_model_path
 from gate.policy import DecisionPolicy, FaceObservation
 from gate.settings import DetectorSettings, DoorSettings, PolicySettings
@@ -52,7 +52,7 @@ def test_a_masked_pair_found_frames_apart_gets_one_grant(pair_frames) -> None:
         for index, image in pair_frames:
             if drop is not None and index % drop[0] == drop[1]:
                 continue
-            faces = detector.detect(image)
+            faces = detector.detect(image, index / FPS)
             first_face = first_face if first_face is not None or not faces else index
             first_pair = first_pair if first_pair is not None or len(faces) < 2 else index
             decision = policy.update(index / FPS, [FaceObservation(face, classifier.classify(image, face.box)) for face in faces])

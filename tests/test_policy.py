@@ -8,6 +8,7 @@ from gate.policy import Decision, DecisionPolicy, FaceObservation
 from gate.errors import ConfigError
 from gate.settings import PolicySettings, parse_settings
 from gate.types import Box, Classification, Detection
+from gate.vision.tracker import Tracker
 
 FPS = 30
 LEFT = (100, 100, 80, 80)
@@ -52,8 +53,24 @@ def alternating(start: int, count: int, box: tuple, first: str, second: str) -> 
     return [(start + i, [(box, first if i % 2 == 0 else second, SURE)]) for i in range(count)]
 
 
+class TrackedPolicy:
+    """The policy behind the one tracker, as the gate runs them: the tracker gives each face its id."""
+
+    def __init__(self, settings: PolicySettings, min_confidence: float, door_open_s: float | None = None) -> None:
+        self.policy = DecisionPolicy(settings, min_confidence, door_open_s)
+        self.tracker = Tracker.from_settings(settings)
+
+    def update(self, now: float, observations: list[FaceObservation]) -> Decision | None:
+        tracked = self.tracker.update(now, [o.detection for o in observations])
+        return self.policy.update(now, [FaceObservation(d, o.classification) for d, o in zip(tracked, observations)])
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self.tracker.reset()
+
+
 def run(frame_list: list[tuple[int, list[tuple]]], floor: float = CONTRACT_FLOOR, **settings: object) -> list[Decision]:
-    policy = DecisionPolicy(PolicySettings(**settings), min_confidence=floor)
+    policy = TrackedPolicy(PolicySettings(**settings), min_confidence=floor)
     decisions = []
     for number, faces in frame_list:
         decision = policy.update(number / FPS, [observation(*face) for face in faces])
@@ -275,7 +292,7 @@ def test_decision_carries_latest_observations_and_first_seen() -> None:
 
 
 def test_moving_face_stays_one_track_and_crossing_faces_keep_their_ids() -> None:
-    policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
+    policy = TrackedPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
     decision = None
     for n in range(3):
         # LEFT face drifts right; RIGHT face stays: greedy IoU must keep each on its own track.
@@ -285,7 +302,7 @@ def test_moving_face_stays_one_track_and_crossing_faces_keep_their_ids() -> None
 
 
 def test_reset_forgets_tracks() -> None:
-    policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
+    policy = TrackedPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
     decided = [policy.update(n / FPS, [observation(LEFT, M, SURE)]) for n in range(3)]
     assert decided[-1] is not None
     policy.reset()
@@ -334,7 +351,7 @@ def test_join_window_leaves_the_companion_time_to_walk_through() -> None:
     the door's open time, so the door is still open long enough for them."""
     late = frames(0, 9, (LEFT, M, SURE)) + frames(9, 20, (LEFT, M, SURE), (RIGHT, M, SURE))  # read 0.3 s after the grant
     for door_open_s, expected in ((None, [(1,)]), (5.0, [(1,)]), (0.5, [(1,), (1, 2)])):
-        policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR, door_open_s=door_open_s)
+        policy = TrackedPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR, door_open_s=door_open_s)
         decided = [policy.update(n / FPS, [observation(*face) for face in faces]) for n, faces in late]
         assert [d.track_ids for d in decided if d is not None] == expected, door_open_s
     assert DecisionPolicy(PolicySettings(join_within_s=2.0), CONTRACT_FLOOR, door_open_s=3.0).join_within_s == 1.5
@@ -352,7 +369,7 @@ def test_a_companion_joining_is_logged(caplog) -> None:
 
 def test_reset_ends_a_fresh_grant() -> None:
     """After the camera was lost, a masked face is a new visitor, even within join_within_s."""
-    policy = DecisionPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
+    policy = TrackedPolicy(PolicySettings(), min_confidence=CONTRACT_FLOOR)
     first = [policy.update(n / FPS, [observation(LEFT, M, SURE)]) for n in range(3)]
     policy.reset()
     again = [policy.update((3 + n) / FPS, [observation(LEFT, M, SURE), observation(RIGHT, M, SURE)]) for n in range(3)]
@@ -376,8 +393,8 @@ STILLS = {
 @pytest.mark.parametrize(("faces", "settings", "expected"), STILLS.values(), ids=STILLS.keys())
 def test_a_still_gets_the_decision_the_stream_of_it_would_get(faces: list, settings: dict, expected: tuple | None) -> None:
     """decide_still (gate-cli test-image) agrees with the door fed the same photo for a second."""
-    policy = DecisionPolicy(PolicySettings(**settings), min_confidence=0.75)
-    still = policy.decide_still([observation(*face) for face in faces])
+    policy = TrackedPolicy(PolicySettings(**settings), min_confidence=0.75)
+    still = policy.policy.decide_still([observation(*face) for face in faces])
     assert (None if still is None else (still.verdict, still.reason)) == expected
     streamed = [d for d in (policy.update(n / FPS, [observation(*face) for face in faces]) for n in range(FPS // 2)) if d is not None]
     assert [(d.verdict, d.reason) for d in streamed] == ([] if expected is None else [expected])

@@ -22,7 +22,7 @@ from gpiozero.pins.mock import MockFactory
 from gate.actuators import Door
 from gate.camera import CameraStatus
 from gate.daemon import Gate, serve
-from gate.detector import OUTSIDE_ROI, TOO_SMALL
+from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 from gate.errors import ConfigError
 from gate.journal import Journal
 from gate.outbox import Outbox
@@ -55,7 +55,7 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
 
 
 def masked_face(track_id: int, box: Box) -> TrackedFace:
-    observation = FaceObservation(Detection(box, 0.9), Classification(WITH_MASK, {WITH_MASK: 0.96, "without_mask": 0.04}))
+    observation = FaceObservation(Detection(box, 0.9, track_id=track_id), Classification(WITH_MASK, {WITH_MASK: 0.96, "without_mask": 0.04}))
     return TrackedFace(track_id, observation, None, None)
 
 
@@ -134,7 +134,7 @@ def test_the_gate_offers_each_frame_with_its_tracked_faces_and_each_decision(doo
 
 def test_the_policy_names_the_track_of_each_face_of_the_latest_frame():
     policy = DecisionPolicy(PolicySettings(evidence_frames=2), 0.5)
-    left, right = masked_face(0, Box(10, 10, 50, 50)).observation, masked_face(0, Box(300, 10, 50, 50)).observation
+    left, right = masked_face(1, Box(10, 10, 50, 50)).observation, masked_face(2, Box(300, 10, 50, 50)).observation
     policy.update(0.0, [left])
     policy.update(0.1, [left, right])
     assert [(t.track_id, t.observation.detection.box.x, t.reading) for t in policy.tracked()] == [(1, 10, WITH_MASK), (2, 300, None)]

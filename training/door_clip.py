@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 import gate.assets
-from gate.detector import BlazeFaceDetector, FaceDetector
+from gate.vision.detector import BlazeFaceDetector, FaceDetector
 from gate.errors import CameraError
 from gate.settings import DetectorSettings
 from training.builder import dress_face, example_rng, prepare_gan_face

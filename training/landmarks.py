@@ -115,7 +115,7 @@ def _plausible(points: np.ndarray, shape: tuple[int, int]) -> bool:
 def face_box(points: np.ndarray) -> Box:
     """A box like a BlazeFace detection: cheek to cheek, from above the brows to the chin.
 
-    Calibrated on 50 GAN faces against ``gate.detector.BlazeFaceDetector``: its box spans the
+    Calibrated on 50 GAN faces against ``gate.vision.detector.BlazeFaceDetector``: its box spans the
     face oval plus ~4.5 % of its width on each side, and from 0.38·(chin − eyes) above the
     eyes down to the chin. The margin the gate adds (``crop_margin``) is applied later by
     ``gate.preprocess.crop_face``.

@@ -37,7 +37,7 @@ import numpy as np
 
 import gate.assets
 from gate.classifier import MaskClassifier
-from gate.detector import BlazeFaceDetector
+from gate.vision.detector import BlazeFaceDetector
 from gate.errors import DatasetError, ImageError
 from gate.preprocess import crop_face, model_input, read_image_rgb, square_around
 from gate.settings import DetectorSettings

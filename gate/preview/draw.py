@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from gate.annotate import LABEL_COLOURS, OTHER_LABEL_COLOUR, draw_box, draw_label
-from gate.detector import OUTSIDE_ROI, TOO_SMALL
+from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 from gate.policy import TrackedFace
 from gate.settings import DetectorSettings
 from gate.types import Detection

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gate.detector import OUTSIDE_ROI, TOO_SMALL
+from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 from gate.events import Event
 from gate.policy import TrackedFace
 from gate.settings import DetectorSettings
