@@ -18,7 +18,7 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # the live preview's browser test: Debian's Chromium, driven by Playwright (never `playwright install`)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-fc-list 2>/dev/null | grep -q . || need_apt+=(fonts-dejavu-core)
+[ -n "$(fc-list 2>/dev/null)" ] || need_apt+=(fonts-dejavu-core)  # the page's text in screenshots
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO="none"; fi
   if [ "$SUDO" = none ]; then
