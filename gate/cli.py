@@ -150,7 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from gate.health import format_status, read_status
 
     settings = _settings(args)
-    state_dir = demo_state_dir(settings) if args.demo else settings.gate.state_dir
+    state_dir = demo_state_dir(settings) if args.demo else settings.status_dir
     try:
         status = read_status(state_dir)
         print(format_status(status, state_dir.absolute()))

@@ -7,8 +7,9 @@ long-running process systemd starts: it builds the parts from settings, retries 
 can fail at start (a missing or broken model, missing detector files) while holding the door
 locked, and shuts down cleanly on SIGTERM.
 
-Fail-secure everywhere: the relay is created released; a camera fault, a model fault, an
-exception in the loop or shutdown releases it.
+Fail-secure everywhere: the relay is created released; a camera fault, a model fault, a state
+folder that takes no more writes (no grant that cannot be recorded), an exception in the loop or
+shutdown releases it.
 
 Dashboards (:class:`gate.dashboard.Dashboard`) hear of every relay change from the door itself,
 of decisions from :func:`publish_event`, and of the camera's and model's health from here.
@@ -31,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 from gate.actuators import Door
 from gate.camera import FrameSource, open_camera, require_backend
 from gate.classifier import MaskClassifier
+from gate.clock import SystemClock
 from gate.dashboard import Dashboard
 from gate.vision.detector import BlazeFaceDetector, FaceDetector
-from gate.errors import AssetError, ConfigError, MaskgateError, ModelError
+from gate.errors import AssetError, ConfigError, MaskgateError, ModelError, StorageFullError
 from gate.events import Event, EventDraft, utc_iso
 from gate.health import MetricsServer, write_status
 from gate.journal import Journal
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 FRAME_WAIT_S = 0.5
 #: Period of the STATUS line to systemd, the status file and the health message's local copy.
 STATUS_EVERY_S = 5.0
+#: While the state folder is full, how often the outbox is tried again.
+STORAGE_RETRY_S = 5.0
 STAGES = ("detect", "classify", "policy", "act")
 
 
@@ -117,11 +121,15 @@ class Gate:
         self.clock = clock
         self.stats = LoopStats(started=clock())
         self._fault: str | None = None
+        self._storage_fault: str | None = None
+        self._storage_retry_at = 0.0
 
     # -- the flow, top to bottom -------------------------------------------------------------
 
     def step(self) -> Decision | None:
         """Process the newest frame, if any: returns the decision it completed, if any."""
+        if self._storage_fault is not None and self.clock() >= self._storage_retry_at:
+            self._retry_storage()
         frame = self.camera.read(timeout=FRAME_WAIT_S)
         if frame is None:
             status = self.camera.status
@@ -166,7 +174,11 @@ class Gate:
         + the processing of that frame.
         """
         draft = EventDraft.from_decision(decision, gate_id=self.gate_id, model_sha256=self.classifier.model_sha256, now=decision.at + processing_s)
-        event = record_and_act(self.door, self.outbox, draft)
+        try:
+            event = record_and_act(self.door, self.outbox, draft)
+        except StorageFullError as exc:
+            self.storage_failed(exc)
+            return
         labels = ", ".join(f"{o.classification.label} {o.classification.confidence:.2f}" for o in decision.faces)
         publish_event(event, f"{labels}; {event.latency_ms:.0f} ms after the face appeared", self.link, self.journal, self.stats, self.dashboard)
         if self.snapshots is not None:
@@ -190,7 +202,32 @@ class Gate:
         if self._fault is not None:
             log.info("recovered from: %s", self._fault)
             self._fault = None
+            if self._storage_fault is None:
+                self.door.clear_fault()
+
+    def storage_failed(self, error: StorageFullError) -> None:
+        """An event could not be recorded: no grant until the outbox takes writes again (retried
+        every STORAGE_RETRY_S). The event was not recorded, so its grant never happened."""
+        if self._storage_fault is None:
+            log.error("%s: door held locked, no grant until events can be recorded again (retrying every %.0f s)", error, STORAGE_RETRY_S)
+        self._storage_fault = f"state folder full: {error}"
+        self._storage_retry_at = self.clock() + STORAGE_RETRY_S
+        self.policy.reset()
+        self.door.fault(self._storage_fault)
+
+    def _retry_storage(self) -> None:
+        if not self.outbox.writable():
+            self._storage_retry_at = self.clock() + STORAGE_RETRY_S
+            return
+        log.info("recovered from: %s (the outbox takes writes again)", self._storage_fault)
+        self._storage_fault = None
+        if self._fault is None:
             self.door.clear_fault()
+
+    @property
+    def fault(self) -> str | None:
+        """Why the door is held locked, if it is (a full state folder first: it outlasts a frame fault)."""
+        return self._storage_fault or self._fault
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -199,8 +236,8 @@ class Gate:
         camera = self.camera.status
         return {
             "gate_id": self.gate_id,
-            "state": "fault" if self._fault else "running",
-            "fault": self._fault,
+            "state": "fault" if self.fault else "running",
+            "fault": self.fault,
             "pid": os.getpid(),
             "uptime_s": round(now - self.stats.started, 1),
             "fps": round(self.stats.fps(now), 2),
@@ -340,9 +377,14 @@ def serve(
     stop_reason = "stopped"
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
     preview = _preview_server(settings)
-    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox) as outbox:
+    clock = SystemClock(settings.gate.trust_clock)
+    if not clock.synchronised():
+        log.warning("wall clock not synchronised yet (no NTP since boot?): events say clock_synced = false until it is%s",
+                    "; remote unlock refused until then" if settings.mqtt.remote_unlock else "")
+    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox, clock=clock) as outbox:
         link = (
-            MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt), seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE)
+            MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt),
+                     seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE, clock=clock)
             if settings.mqtt.enabled
             else None
         )
@@ -358,7 +400,14 @@ def serve(
             """Exit button or remote command: recorded, journaled and counted like any decision, before
             the relay acts; a request refused before the door (a stale or replayed command) is recorded too."""
             draft = EventDraft(gate_id=settings.gate.id, verdict="grant", reason=source, source=source, request_id=request_id, sender=sender)
-            event = outbox.record(draft.refused(refusal)) if refusal is not None else record_and_act(door, outbox, draft, seconds)
+            try:
+                event = outbox.record(draft.refused(refusal)) if refusal is not None else record_and_act(door, outbox, draft, seconds)
+            except StorageFullError as exc:  # not recorded, so not granted: the door stays locked
+                if gate is not None:
+                    gate.storage_failed(exc)
+                else:
+                    door.fault(f"state folder full: {exc}")
+                return
             detail = f"{source} request" + (f" {request_id}" if request_id else "") + f" from {sender or 'an unnamed sender'}"
             publish_event(event, detail, link, journal, gate.stats if gate else None, dashboard)
 
@@ -418,6 +467,8 @@ def check_paths(settings: Settings) -> None:
     """Every folder the gate writes into must be creatable and writable, or ConfigError (exit 78:
     restarting cannot fix a path, and a traceback every 2 s helps nobody)."""
     folders = {"gate.state_dir": settings.gate.state_dir, "outbox.path": settings.state_path(settings.outbox.path).parent}
+    if settings.gate.runtime_dir is not None:
+        folders["gate.runtime_dir"] = settings.gate.runtime_dir
     if settings.journal.enabled:
         folders["journal.path"] = settings.state_path(settings.journal.path).parent
     if settings.privacy.save_faces:
@@ -438,10 +489,23 @@ def _write_state(settings: Settings, door: Door, state: str, last: dict[str, Any
     if state != "running":
         status["camera"] = {**(status.get("camera") or {}), "state": "stopped" if state == "stopped" else "not open"}
         status["fps"] = 0.0
+    save_status(settings, status)
+
+
+def save_status(settings: Settings, status: dict[str, Any]) -> None:
+    """Write the status file; a failure (a full disk) is logged once, never stops the gate."""
+    global _status_failing
     try:
-        write_status(settings.gate.state_dir, status)
-    except OSError as exc:  # never hide why we stop behind a failed status write
-        log.error("cannot write the status file: %s", exc)
+        write_status(settings.status_dir, status)
+    except OSError as exc:
+        if not _status_failing:
+            log.error("cannot write the status file in %s: %s (retried every %.0f s, said once)", settings.status_dir, exc, STATUS_EVERY_S)
+        _status_failing = True
+    else:
+        _status_failing = False
+
+
+_status_failing = False
 
 
 def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | None, dashboard: Dashboard, stop: threading.Event,
@@ -461,7 +525,7 @@ def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | N
             if now >= next_status:
                 health = gate.health()
                 dashboard.update(outbox={"pending": health["outbox"]["pending"], "dropped": health["outbox"]["dropped"]})
-                write_status(settings.gate.state_dir, health)
+                save_status(settings, health)
                 if metrics is not None:
                     metrics.update(health)
                 notifier.status(f"{health['fps']:.1f} fps, camera {health['camera']['state']}, door {health['door']}, outbox {health['outbox']['pending']} pending")
@@ -477,5 +541,5 @@ def _loop(gate: Gate, settings: Settings, notifier: Notifier, link: MqttLink | N
         if metrics is not None:
             metrics.close()
     health = gate.health()
-    write_status(settings.gate.state_dir, health)
+    save_status(settings, health)
     return health

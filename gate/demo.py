@@ -73,7 +73,7 @@ def demo_settings(base: Settings, clip: Path, *, fast: bool, state_dir: Path | N
     """``base`` with the clip as a non-looping camera, mock pins, no broker, no face images saved."""
     return base.model_copy(
         update={
-            "gate": base.gate.model_copy(update={"state_dir": state_dir or demo_state_dir(base)}),
+            "gate": base.gate.model_copy(update={"state_dir": state_dir or demo_state_dir(base), "runtime_dir": None}),
             "camera": base.camera.model_copy(update={"source": str(clip), "kind": "file", "loop": False, "realtime": not fast}),
             "door": base.door.model_copy(update={"pin_factory": "mock"}),  # the demo is mock pins by definition
             "mqtt": base.mqtt.model_copy(update={"enabled": False}),

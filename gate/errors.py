@@ -47,3 +47,8 @@ class StateError(MaskgateError, OSError):
 
 class UsageError(MaskgateError, ValueError):
     """A command-line argument that cannot work (gate-cli exits 2, like argparse's own errors)."""
+
+
+class StorageFullError(MaskgateError, OSError):
+    """The state folder takes no more writes (disk full, I/O error): the door is held locked, no
+    grant goes unrecorded, and the gate retries by itself (not a StateError: freeing space fixes it)."""

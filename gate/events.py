@@ -1,7 +1,9 @@
 """The versioned event a gate publishes for every decision: ``maskgate.event/1``.
 
 Consumers rely on two fields: ``event_id`` to de-duplicate (delivery is at-least-once) and
-``seq`` to order (it grows by one per event of a gate and survives restarts). From events alone
+``seq`` to order (it grows by one per event of a gate and survives restarts). ``time`` is the
+gate's wall clock, which may be wrong after a boot without network (a Pi has no real-time clock):
+``clock_synced`` is false then (see :mod:`gate.clock`), and only ``seq`` says the order. From events alone
 a consumer can tell every time the relay moved and why: ``verdict`` is ``grant`` only if the relay
 was energised, ``relay`` says what the event did to it, and ``reason`` is one of :data:`Reason`. The JSON Schema
 is committed as ``gate/event.schema.json``; regenerate it with ``python -m gate.events``.
@@ -37,7 +39,7 @@ Reason = Literal[
     "remote_refused_fault", "remote_refused_closed",
     # a remote command refused before it reached the door
     "remote_refused_invalid", "remote_refused_retained", "remote_refused_expired",
-    "remote_refused_expiry_too_far", "remote_refused_replayed",
+    "remote_refused_expiry_too_far", "remote_refused_replayed", "remote_refused_clock_unsynced",
 ]
 #: What the event did to the relay: energised (a grant, or one extending a running grant),
 #: released (a deny that cut a running grant short), unchanged (anything else).
@@ -120,8 +122,8 @@ class EventDraft(BaseModel):
     def _changed(self, **changes: object) -> EventDraft:
         return EventDraft.model_validate({**self.model_dump(), **changes})  # validated, unlike model_copy
 
-    def numbered(self, seq: int) -> Event:
-        return Event(seq=seq, **self.model_dump())
+    def numbered(self, seq: int, clock_synced: bool = True) -> Event:
+        return Event(seq=seq, clock_synced=clock_synced, **self.model_dump())
 
 
 class Event(EventDraft):
@@ -129,6 +131,7 @@ class Event(EventDraft):
 
     schema_version: Literal["maskgate.event/1"] = Field(SCHEMA_VERSION, description="Bumped on incompatible changes")
     seq: int = Field(ge=1, description="Per-gate sequence number, +1 per event, persistent across restarts")
+    clock_synced: bool = Field(True, description="False when the gate's clock was not yet synchronised (no NTP since boot): `time` may be off by months; order by seq")
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -13,7 +13,8 @@ Topics, under ``<topic_prefix>/<gate_id>/``:
 
 Every command that arrives is handed on as a :class:`RemoteRequest`, refused or not: a retained,
 malformed, expired (or expiring more than ``command_max_ttl_s`` ahead) or repeated
-(``request_id`` already seen) one carries its refusal, so the daemon records it as an event
+(``request_id`` already seen) one carries its refusal, and so does every command while the gate's
+clock is not synchronised (an expiry cannot be checked on a clock that may be months off), so the daemon records it as an event
 instead of moving the door. A QoS-1 redelivery is a repeated id: it unlocks once. The ids are
 kept until their commands expire, in ``seen_ids_path`` too (written before the door moves), so
 a restarted gate still refuses a replay.
@@ -51,6 +52,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from gate.clock import SystemClock, WallClock
 from gate.credentials import read_secret
 from gate.dashboard import discovery_entities, stopped_state
 from gate.errors import ConfigError
@@ -89,7 +91,7 @@ class UnlockCommand(BaseModel):
     by: str | None = Field(None, min_length=1, max_length=64, description="Who sent it (the operator or tool), for the record")
 
 
-CommandRefusal = Literal["invalid", "retained", "expired", "expiry_too_far", "replayed"]
+CommandRefusal = Literal["invalid", "retained", "expired", "expiry_too_far", "replayed", "clock_unsynced"]
 
 
 @dataclass(frozen=True)
@@ -243,8 +245,10 @@ class MqttLink:
 
     def __init__(self, settings: MqttSettings, gate_id: str, outbox: Outbox, *, password: str | None = None,
                  on_command: Callable[[RemoteRequest], None] | None = None, window: int = 10,
-                 seen_ids_path: Path | None = None) -> None:
+                 seen_ids_path: Path | None = None, clock: WallClock | None = None) -> None:
         self._settings = settings
+        self._clock = clock or SystemClock("always")
+        self._said_unsynced = False
         self._gate_id = gate_id
         self._outbox = outbox
         self._password = password
@@ -497,7 +501,12 @@ class MqttLink:
             return RemoteRequest(None, "retained" if message.retain else "invalid")
         if message.retain:  # a stale retained "unlock" would open the door at every reconnect
             return RemoteRequest(command, "retained")
-        now = datetime.now(timezone.utc)
+        if not self._clock.synchronised():
+            if not self._said_unsynced:
+                log.warning("remote unlock refused until the clock is synchronised (no NTP sync since boot: a command's expiry cannot be checked)")
+                self._said_unsynced = True
+            return RemoteRequest(command, "clock_unsynced")
+        now = self._clock.now()
         for request_id in [i for i, expiry in self._seen_ids.items() if expiry < now]:
             del self._seen_ids[request_id]
         if command.request_id in self._seen_ids:

@@ -8,6 +8,9 @@ Durability choices (an SD card on a Pi whose power may be cut at any moment):
 * ``synchronous=FULL`` for :meth:`record`: in WAL mode NORMAL only syncs at checkpoints, so a
   power cut could silently lose the last events *after* the relay has fired. FULL fsyncs the WAL
   at each commit: one fsync per decision (a few per minute) is cheap.
+* The WAL is checkpointed every :data:`WAL_CHECKPOINT_PAGES` pages and cut back to
+  :data:`WAL_LIMIT_BYTES` after each checkpoint: SQLite's default lets it grow to ~4 MB and keeps
+  that size for good (each event adds ~20 kB to it, a soak's outbox file grew for hours).
 * ``synchronous=NORMAL`` for :meth:`mark_sent`: losing an acknowledgement in a power cut only
   re-sends an event, which consumers de-duplicate by ``event_id`` anyway; it saves an fsync per
   event while a backlog drains.
@@ -15,21 +18,29 @@ Durability choices (an SD card on a Pi whose power may be cut at any moment):
 ``seq`` is a counter stored in the same database and incremented in the same transaction as the
 insert, so it survives restarts and never repeats (unless the file itself is deleted).
 A corrupt or foreign file is refused with :class:`StateError` naming it: recreating it silently
-would throw away the unsent events it may still hold.
+would throw away the unsent events it may still hold. A write the disk refuses (full, I/O error)
+raises :class:`StorageFullError` with nothing half-written; :meth:`Outbox.writable` tells when
+writes go through again.
+
+Event times are the wall clock's (``clock``, see :mod:`gate.clock`): each event says whether it
+was synchronised, and the ``max_age_days`` bound never drops one whose time was not trusted nor
+runs while the clock is not: a Pi that boots months in the past and is then set right by NTP
+must not see its unsent events as months old.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gate.errors import StateError
+from gate.clock import SystemClock, WallClock
+from gate.errors import StateError, StorageFullError
 from gate.events import Event, EventDraft
 from gate.settings import OutboxSettings
 
@@ -37,6 +48,10 @@ log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4D474F58  # "MGOX": marks the file as a maskgate outbox
 SCHEMA_VERSION = 1
+WAL_CHECKPOINT_PAGES = 64  # 4 kB pages: the WAL is folded into the database every ~256 kB
+WAL_LIMIT_BYTES = 256 * 1024
+FREE_MARGIN_BYTES = 64 * 1024  # free space that counts as "space came back": a few events' worth
+SQLITE_FULL, SQLITE_IOERR = 13, 10  # primary result codes: the disk refused the write
 SCHEMA = """
 CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, created REAL NOT NULL, body TEXT NOT NULL);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -47,9 +62,10 @@ INSERT INTO counters (name, value) VALUES ('last_seq', 0), ('sent_total', 0), ('
 class Outbox:
     """Unsent events in seq order; safe to share between the daemon thread and the MQTT thread."""
 
-    def __init__(self, path: Path, settings: OutboxSettings) -> None:
+    def __init__(self, path: Path, settings: OutboxSettings, *, clock: WallClock | None = None) -> None:
         self.path = Path(path)
         self._settings = settings
+        self._clock = clock or SystemClock("always")
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -91,17 +107,26 @@ class Outbox:
             raise StateError(f"{self.path}: outbox failed its integrity check ({check}); try `sqlite3 {self.path} .recover`")
         if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise StateError(f"{self.path}: cannot switch the outbox to WAL mode (read-only file system?)")
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
 
     @contextmanager
     def _transaction(self, synchronous: str = "FULL") -> Iterator[sqlite3.Connection]:
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        self._db.execute("BEGIN IMMEDIATE")
+        """One transaction; a write the disk refuses is rolled back whole and raised as StorageFullError."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back by itself (SQLITE_FULL)
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (SQLITE_FULL, SQLITE_IOERR):
+                raise StorageFullError(f"outbox {self.path}: the disk refused a write ({exc})") from exc
             raise
-        self._db.execute("COMMIT")
 
     def _counter(self, name: str) -> int:
         return self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
@@ -115,8 +140,10 @@ class Outbox:
 
     def _drop_over_bounds(self) -> int:
         """Inside a transaction: delete the oldest unsent events beyond max_events / max_age_days."""
-        cutoff = time.time() - self._settings.max_age_days * 86400
-        dropped = self._db.execute("DELETE FROM events WHERE created < ?", (cutoff,)).rowcount
+        dropped = 0
+        if self._clock.synchronised():
+            cutoff = self._clock.now().timestamp() - self._settings.max_age_days * 86400
+            dropped = self._db.execute("DELETE FROM events WHERE created < ? AND json_extract(body, '$.clock_synced') IS NOT 0", (cutoff,)).rowcount
         excess = self._count() - self._settings.max_events
         if excess > 0:
             dropped += self._db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)", (excess,)).rowcount
@@ -141,7 +168,7 @@ class Outbox:
         """Number and store an event; durable on disk when this returns (call it before acting)."""
         with self._lock:
             with self._transaction("FULL"):
-                event = draft.numbered(self._bump("last_seq"))
+                event = draft.numbered(self._bump("last_seq"), clock_synced=self._clock.synchronised())
                 self._db.execute("INSERT INTO events (seq, event_id, created, body) VALUES (?, ?, ?, ?)",
                                  (event.seq, event.event_id, event.time.timestamp(), event.to_json()))
                 dropped = self._drop_over_bounds()
@@ -163,6 +190,23 @@ class Outbox:
                 self._bump("sent_total")
         return bool(removed)
 
+    def writable(self) -> bool:
+        """Whether a write goes through now (after a StorageFullError: has space come back?).
+
+        The file system must have :data:`FREE_MARGIN_BYTES` free (a probe write alone could fit in
+        the WAL's old frames while an event would not), and a synced commit must go through."""
+        try:
+            if shutil.disk_usage(self.path.parent).free < FREE_MARGIN_BYTES:
+                return False
+        except OSError:
+            return False
+        try:
+            with self._lock, self._transaction("FULL"):
+                self._db.execute("UPDATE counters SET value = value WHERE name = 'dropped'")
+        except StorageFullError:
+            return False
+        return True
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             oldest = self._db.execute("SELECT min(created) FROM events").fetchone()[0]
@@ -171,7 +215,7 @@ class Outbox:
                 "sent_total": self._counter("sent_total"),
                 "dropped": self._counter("dropped"),
                 "last_seq": self._counter("last_seq"),
-                "oldest_pending_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 1),
+                "oldest_pending_age_s": None if oldest is None else round(max(0.0, self._clock.now().timestamp() - oldest), 1),
             }
 
     def close(self) -> None:

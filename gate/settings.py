@@ -69,6 +69,8 @@ class GateSettings(Section):
     state_dir: Path = Field(Path("var"), description="Outbox, journal and state live here (systemd: /var/lib/maskgate)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity")
     log_format: Literal["text", "json"] = Field("text", description="json gives one object per line, for journald/log shippers")
+    runtime_dir: Path | None = Field(None, description="Where the status file (rewritten every few seconds) goes: a RAM folder such as /run/maskgate (systemd's RuntimeDirectory=) spares the SD card; default: state_dir")
+    trust_clock: Literal["when_synchronised", "always"] = Field("when_synchronised", description="when_synchronised: until NTP has set the clock, events say clock_synced = false and remote unlock is refused (a Pi has no real-time clock); always: a board with a battery-backed clock, or a container that cannot tell")
 
 
 class CameraSettings(Section):
@@ -253,6 +255,11 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder of ``status.json``: the RAM folder if there is one, else the state folder."""
+        return self.gate.runtime_dir or self.gate.state_dir
 
     def state_path(self, relative: Path) -> Path:
         """A path from settings, resolved against gate.state_dir unless absolute."""

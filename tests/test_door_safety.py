@@ -345,7 +345,8 @@ def test_remote_commands_are_recorded_journaled_and_counted(tmp_path: Path, monk
     with Broker(tmp_path) as broker, Subscriber(broker, events_topic) as sub, Subscriber(broker, topic, user="operator") as operator:
         monkeypatch.setenv("MASKGATE_MQTT_PASSWORD", broker.users["gate"])
         mqtt = broker.settings(tls=True, remote_unlock=True).model_dump(mode="json", exclude_none=True)
-        settings = parse_settings({"gate": {"id": GATE_ID, "state_dir": str(tmp_path / "var")},
+        # trust_clock: a container cannot tell whether NTP set its clock (tests/test_durability.py refuses until it does)
+        settings = parse_settings({"gate": {"id": GATE_ID, "state_dir": str(tmp_path / "var"), "trust_clock": "always"},
                                    "door": {"pin_factory": "mock", "unlock_s": 0.5}, "mqtt": mqtt}, environ={})
         camera, stop, health = BlankCamera(), threading.Event(), {}
         worker = threading.Thread(target=lambda: health.update(serve(settings, stop=stop, camera=camera)))
