@@ -167,14 +167,17 @@ def _faces(seed: int, assets_dir: Path) -> Iterator[tuple[np.ndarray, np.ndarray
 
 
 def make_door_clip(path: Path, seed: int = 7, assets_dir: Path = gate.assets.DEFAULT_ASSETS_DIR,
-                   fps: int = 30, size: tuple[int, int] = (640, 480)) -> dict:
-    """Write the demo MP4; returns its metadata and ground-truth segments (seconds, labels)."""
+                   fps: int = 30, size: tuple[int, int] = (640, 480), gap_s: float = _GAP_S) -> dict:
+    """Write the demo MP4; returns its metadata and ground-truth segments (seconds, labels).
+
+    ``gap_s``: the empty door before each visitor (longer gaps make a quieter door, for soak and
+    fleet benchmarks); at least the policy's track_max_age_s so each visitor is a new one."""
     rng = np.random.default_rng(seed)
     width, height = size
     background = _background(size, rng)
     faces = _faces(seed, Path(assets_dir))
     detector = BlazeFaceDetector(DetectorSettings(), assets_dir=Path(assets_dir))
-    plan, segments, start = [], [], _GAP_S
+    plan, segments, start = [], [], gap_s
     for number, (labels, placement) in enumerate(VISITORS):
         for _ in range(_DRAWS_PER_VISITOR):
             sprites = []
@@ -189,7 +192,7 @@ def make_door_clip(path: Path, seed: int = 7, assets_dir: Path = gate.assets.DEF
         plan.append((start, sprites, -1 if rng.random() < 0.5 else 1))
         segments.append({"start": round(start, 3), "end": round(end, 3), "labels": list(labels),
                          "hold": [round(start + _APPROACH_S, 3), round(start + _APPROACH_S + _HOLD_S, 3)]})
-        start = end + _GAP_S
+        start = end + gap_s
     duration = start
     frame_count = int(round(duration * fps))
     path = Path(path)
