@@ -72,8 +72,10 @@ install -d -m 0750 -g "$USER_NAME" "$ETC"
 if [[ ! -e $ETC/settings.toml ]]; then
     install -m 0640 -g "$USER_NAME" "$REPO/settings.toml" "$ETC/settings.toml"
     # A Pi drives real pins (lgpio, not the demo's mock GPIO) and keeps its state where the unit
-    # may write (also what `gate-cli status` then reads).
-    sed -i -e 's/^pin_factory = "mock"/pin_factory = "lgpio"/' -e 's|^state_dir = "var"|state_dir = "/var/lib/maskgate"|' "$ETC/settings.toml"
+    # may write (also what `gate-cli status` then reads); the status file, rewritten every 5 s, in
+    # RAM (the unit's RuntimeDirectory), so the SD card is written only for what must survive.
+    sed -i -e 's/^pin_factory = "mock"/pin_factory = "lgpio"/' -e 's|^state_dir = "var"|state_dir = "/var/lib/maskgate"|' \
+        -e 's|^# runtime_dir = "/run/maskgate"|runtime_dir = "/run/maskgate"|' "$ETC/settings.toml"
     grep -q '^pin_factory = "lgpio"' "$ETC/settings.toml" || die "could not set door.pin_factory = \"lgpio\" in $ETC/settings.toml"
     say "created $ETC/settings.toml: review [door] pins and [mqtt] before relying on it"
 else

@@ -272,3 +272,24 @@ def test_remote_unlock_is_refused_until_the_clock_is_synchronised(tmp_path: Path
             link.stop()
     unsynced_lines = [r for r in caplog.records if "until the clock is synchronised" in r.getMessage()]
     assert len(unsynced_lines) == 1
+
+
+# -- an SD card that lives: what changes every few seconds goes to RAM ------------------------
+
+
+def test_the_status_file_goes_to_runtime_dir_and_status_reads_it_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gate.cli import main
+    from gate.daemon import serve
+    from gate.settings import parse_settings
+    from tests.test_cli_status import _clip
+
+    var, run = tmp_path / "var", tmp_path / "run"
+    settings = parse_settings({"gate": {"state_dir": str(var), "runtime_dir": str(run)},
+                               "camera": {"source": str(_clip(tmp_path)), "kind": "file", "realtime": False, "fps": 10},
+                               "door": {"pin_factory": "mock"}}, environ={})
+    serve(settings, until_camera_ends=True)
+    assert (run / "status.json").exists() and not (var / "status.json").exists()
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(f'[gate]\nstate_dir = "{var}"\nruntime_dir = "{run}"\n')
+    assert main(["--settings", str(settings_file), "status"]) == 0
+    assert "not running since" in capsys.readouterr().out

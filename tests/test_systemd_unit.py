@@ -56,6 +56,9 @@ def test_unit_keeps_the_promises_the_code_relies_on() -> None:
     assert "MASKGATE__MQTT__PASSWORD_FILE=%d/mqtt_password" in unit["Environment"]
     assert "MASKGATE__PREVIEW__TOKEN_FILE=%d/preview_token" in unit["Environment"]
     assert [v.split(":")[0] for v in unit["LoadCredential"]] == [v.split(":")[0] for v in unit["SetCredential"]] == ["mqtt_password", "preview_token"]
+    # the status file, rewritten every 5 s, goes to RAM (not the SD card) and outlives a stop for `gate-cli status`
+    assert "MASKGATE__GATE__RUNTIME_DIR=/run/maskgate" in unit["Environment"] and unit["RuntimeDirectory"] == ["maskgate"]
+    assert unit["RuntimeDirectoryPreserve"] == ["yes"]
 
 
 def test_exec_start_is_a_valid_gate_cli_command_line() -> None:
