@@ -196,6 +196,7 @@ class Dashboard:
         self._log_path = log_path
         if log_path.exists():
             self.received = [Received(**json.loads(line)) for line in log_path.read_text().splitlines() if line.endswith("}")]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("a", buffering=1)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self._client.username_pw_set(user, password)
