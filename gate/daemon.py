@@ -355,6 +355,34 @@ def _wait_for_vision(settings: Settings, door: Door, dashboard: Dashboard, notif
     return None
 
 
+@contextlib.contextmanager
+def _open_outbox(settings: Settings, clock: SystemClock, door: Door, notifier: Notifier, stop: threading.Event) -> Iterator[Outbox | None]:
+    """The outbox, opened once the state folder takes writes: a gate restarted on a full disk holds
+    the door locked and says why (status, STATUS line) instead of exiting into a restart loop."""
+    path = settings.state_path(settings.outbox.path)
+    while True:
+        try:
+            outbox = Outbox(path, settings.outbox, clock=clock)
+            break
+        except StorageFullError as exc:
+            if door.fault_reason is None:
+                log.error("%s: door held locked until it does (retrying every %.0f s)", exc, STORAGE_RETRY_S)
+                notifier.ready()  # started, in a fault: systemd must not time the start out into a restart loop
+            door.fault(f"state folder full: {exc}")
+            notifier.status(f"FAULT: state folder full: {exc}")
+            _write_state(settings, door, "fault", fault=f"state folder full: {exc}")
+            deadline = time.monotonic() + STORAGE_RETRY_S
+            while not stop.is_set() and time.monotonic() < deadline:
+                notifier.watchdog()
+                stop.wait(1.0)
+            if stop.is_set():
+                yield None
+                return
+    door.clear_fault()
+    with outbox:
+        yield outbox
+
+
 def serve(
     settings: Settings,
     *,
@@ -381,7 +409,9 @@ def serve(
     if not clock.synchronised():
         log.warning("wall clock not synchronised yet (no NTP since boot?): events say clock_synced = false until it is%s",
                     "; remote unlock refused until then" if settings.mqtt.remote_unlock else "")
-    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, Outbox(settings.state_path(settings.outbox.path), settings.outbox, clock=clock) as outbox:
+    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, _open_outbox(settings, clock, door, notifier, stop) as outbox:
+        if outbox is None:  # stopped while the state folder was full
+            return health
         link = (
             MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt),
                      seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE, clock=clock)

@@ -55,7 +55,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from gate.clock import SystemClock, WallClock
 from gate.credentials import read_secret
 from gate.dashboard import discovery_entities, stopped_state
-from gate.errors import ConfigError
+from gate.errors import ConfigError, StorageFullError
 from gate.events import utc_iso
 from gate.outbox import Outbox
 from gate.settings import MqttSettings, Settings, TlsSettings
@@ -469,7 +469,12 @@ class MqttLink:
                        f"(does the ACL let user {self._settings.username!r} write it?)")
             self._session_broken = True  # reconnect after a backoff instead of hammering the broker
             return
-        self._outbox.mark_sent(event_id)
+        try:
+            self._outbox.mark_sent(event_id)
+        except StorageFullError as exc:  # it stays in the outbox: re-sent (a duplicate) once the disk takes writes
+            self._fail(f"cannot mark an acknowledged event as sent: {exc}")
+            self._session_broken = True  # back off instead of re-sending it in a tight loop
+            return
         self._wake.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:

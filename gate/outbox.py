@@ -59,6 +59,11 @@ INSERT INTO counters (name, value) VALUES ('last_seq', 0), ('sent_total', 0), ('
 """
 
 
+def _disk_refused(exc: sqlite3.Error) -> bool:
+    """SQLite's "database or disk is full" or "disk I/O error" (not a corrupt or foreign file)."""
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in (SQLITE_FULL, SQLITE_IOERR)
+
+
 class Outbox:
     """Unsent events in seq order; safe to share between the daemon thread and the MQTT thread."""
 
@@ -76,6 +81,8 @@ class Outbox:
             self._open()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            if _disk_refused(exc):  # a full disk is not a broken file: freeing space fixes it
+                raise StorageFullError(f"outbox {self.path}: the disk refused a write ({exc})") from exc
             raise StateError(
                 f"{self.path}: not a usable outbox ({exc}). Refusing to start: recreating it would lose the "
                 f"unsent events it may hold. Try `sqlite3 {self.path} .recover`, then move the file aside to start empty."
@@ -124,7 +131,7 @@ class Outbox:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (SQLITE_FULL, SQLITE_IOERR):
+            if _disk_refused(exc):
                 raise StorageFullError(f"outbox {self.path}: the disk refused a write ({exc})") from exc
             raise
 

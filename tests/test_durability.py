@@ -293,3 +293,38 @@ def test_the_status_file_goes_to_runtime_dir_and_status_reads_it_there(tmp_path:
     settings_file.write_text(f'[gate]\nstate_dir = "{var}"\nruntime_dir = "{run}"\n')
     assert main(["--settings", str(settings_file), "status"]) == 0
     assert "not running since" in capsys.readouterr().out
+
+
+def test_a_gate_restarted_on_a_full_disk_waits_locked_and_starts_when_space_returns(tiny_disk: Path, tmp_path: Path) -> None:
+    import threading
+
+    from gate.daemon import serve
+    from gate.health import read_status
+    from gate.settings import parse_settings
+    from tests.test_door_safety import BlankCamera
+
+    var, run = tiny_disk / "var", tmp_path / "run"
+    with Outbox(var / "outbox.sqlite3", OutboxSettings()) as outbox:  # the gate ran before: one event not sent yet
+        kept = outbox.record(draft())
+    filler = fill(tiny_disk)
+    settings = parse_settings({"gate": {"state_dir": str(var), "runtime_dir": str(run)}, "door": {"pin_factory": "mock"}}, environ={})
+    stop = threading.Event()
+    worker = threading.Thread(target=serve, args=(settings,), kwargs={"stop": stop, "camera": BlankCamera()})
+    worker.start()
+    try:
+        def wait_for(state: str) -> dict:
+            deadline = time.monotonic() + 30
+            while (status := read_status(run)) is None or status.get("state") != state:
+                assert worker.is_alive() and time.monotonic() < deadline, status
+                time.sleep(0.1)
+            return status
+
+        status = wait_for("fault")  # no exit 78 (that would stop systemd restarting it): locked, and saying why
+        assert status["door"] == "fault" and status["fault"].startswith("state folder full: ")
+        filler.unlink()
+        assert wait_for("running")["door"] == "locked"
+    finally:
+        stop.set()
+        worker.join(30)
+    with Outbox(var / "outbox.sqlite3", OutboxSettings()) as outbox:
+        assert [e.event_id for e in outbox.pending()] == [kept.event_id]
