@@ -159,6 +159,7 @@ def main() -> int:
     clip = door_clip(args.out, fps=10, gap_s=1.5)
     meta["visitors_per_min"] = round(clip_visitors_per_minute(clip), 1)
     meta["command"] = "nice -n 15 .venv/bin/python benchmarks/soak.py " + " ".join(sys.argv[1:])
+    meta_file.write_text(json.dumps(meta, indent=1))  # --plot-only during the run reads it
     acl = broker_acl(MqttSettings(username="gate"), GATE_ID, "gate") + EXTRA_ACL
     broker = Broker(args.out, acl=acl)
     broker.start()
