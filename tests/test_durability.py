@@ -21,13 +21,13 @@ import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from gate.actuators import Door
 from gate.daemon import STORAGE_RETRY_S, Gate
+from gate.dashboard import Dashboard
 from gate.errors import StorageFullError
 from gate.events import Event, EventDraft
 from gate.health import format_status
@@ -106,10 +106,6 @@ class FullableOutbox:
         return {"pending": len(self.events), "sent_total": 0, "dropped": 0, "last_seq": len(self.events)}
 
 
-class ContractClassifier(SceneClassifier):
-    contract = SimpleNamespace(preset="scene")  # Gate.state() names the model's preset
-
-
 class Ticks:
     """The gate's monotonic clock, moved by hand."""
 
@@ -133,11 +129,14 @@ def visit(gate: Gate, face: int, frames: int = 30):
     return None
 
 
-def test_no_grant_that_cannot_be_recorded_fault_shown_and_recovery_by_itself() -> None:
-    factory, outbox, ticks = MockFactory(), FullableOutbox(), Ticks()
+def test_no_grant_that_cannot_be_recorded_fault_shown_and_recovery_by_itself(tmp_path: Path) -> None:
+    factory, outbox, ticks, published = MockFactory(), FullableOutbox(), Ticks(), []
+    dashboard = Dashboard(tmp_path, published.append)  # what the MQTT link would publish, retained, as `state`
     with Door(DoorSettings(unlock_s=0.05, deny_indication_s=0.05), pin_factory=factory) as door:
-        gate = Gate(gate_id="test-door", camera=SceneCamera(), detector=SceneDetector(), classifier=ContractClassifier(),
-                    policy=DecisionPolicy(PolicySettings(), SceneClassifier.min_confidence), door=door, outbox=outbox, clock=ticks)
+        door.on_change = dashboard.door_changed
+        gate = Gate(gate_id="test-door", camera=SceneCamera(), detector=SceneDetector(), classifier=SceneClassifier(),
+                    policy=DecisionPolicy(PolicySettings(), SceneClassifier.min_confidence), door=door, outbox=outbox, clock=ticks,
+                    dashboard=dashboard)
         assert visit(gate, MASKED).verdict == "grant" and outbox.events[-1].relay == "energised"
         time.sleep(0.1)  # the grant runs out
         relay_before = levels(factory, RELAY)
@@ -145,7 +144,8 @@ def test_no_grant_that_cannot_be_recorded_fault_shown_and_recovery_by_itself() -
         assert visit(gate, MASKED).verdict == "grant"  # the policy would grant...
         time.sleep(0.1)
         assert levels(factory, RELAY) == relay_before  # ...but nothing recorded, so the relay never moved
-        assert door.state == "fault" and gate.state()["fault"].startswith("state folder full: ")  # the retained MQTT state
+        assert door.state == "fault" and published[-1]["door"] == "fault"
+        assert published[-1]["fault"].startswith("state folder full: ")  # the retained MQTT state
         health = gate.health()
         assert health["state"] == "fault"
         assert "FAULT (door held locked): state folder full" in format_status({**health, "age_s": 0})  # gate-cli status
@@ -156,7 +156,7 @@ def test_no_grant_that_cannot_be_recorded_fault_shown_and_recovery_by_itself() -
         assert door.state == "fault" and outbox.events[-1].reason == "camera_refused_fault"
         ticks.now += STORAGE_RETRY_S
         decision = visit(gate, MASKED)
-        assert door.state != "fault" and gate.fault is None
+        assert door.state != "fault" and gate.fault is None and published[-1]["fault"] is None
         assert decision is not None and decision.verdict == "grant" and outbox.events[-1].relay == "energised"
         assert [(e.seq, e.relay) for e in outbox.events] == [(1, "energised"), (2, "unchanged"), (3, "energised")]
 
@@ -164,7 +164,7 @@ def test_no_grant_that_cannot_be_recorded_fault_shown_and_recovery_by_itself() -
 def test_a_deny_that_cannot_be_recorded_still_locks() -> None:
     factory, outbox = MockFactory(), FullableOutbox()
     with Door(DoorSettings(unlock_s=30.0), pin_factory=factory) as door:
-        gate = Gate(gate_id="test-door", camera=SceneCamera(), detector=SceneDetector(), classifier=ContractClassifier(),
+        gate = Gate(gate_id="test-door", camera=SceneCamera(), detector=SceneDetector(), classifier=SceneClassifier(),
                     policy=DecisionPolicy(PolicySettings(), SceneClassifier.min_confidence), door=door, outbox=outbox, clock=Ticks())
         visit(gate, MASKED)
         assert levels(factory, RELAY)[-1] is True
