@@ -117,12 +117,18 @@ def main() -> int:
     command = "nice -n 15 .venv/bin/python benchmarks/sd_writes.py " + " ".join(sys.argv[1:])
     busy_rate = round(clip_visitors_per_minute(clips["busy"][0]), 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sd_writes.json").write_text(json.dumps({"date": date, "command": command, "busy_visitors_per_min": busy_rate, **results}, indent=1) + "\n")
+    path = RESULTS / "sd_writes.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}  # phases not run now keep their last figures
+    report = {**earlier, "busy_visitors_per_min": busy_rate, **{phase: {**r, "date": date, "command": command} for phase, r in results.items()}}
+    path.write_text(json.dumps(report, indent=1) + "\n")
     names = {"idle_state_dir": "idle, status file in state_dir (before)", "idle": "idle, status file in RAM (runtime_dir)", "busy": f"busy door, {busy_rate} visitors/min"}
-    lines = [f"# Bytes written per day ({date})", "", f"Command: `{command}`", "",
-             "| phase | measured | events | disk writes MB/day | log MB/day | total MB/day |", "|---|---|---|---|---|---|"]
-    for phase, r in results.items():
-        lines.append(f"| {names[phase]} | {r['seconds']} s | {r['events']} | {r['disk_mb_per_day']} | {r['log_mb_per_day']} | **{r['mb_per_day']}** |")
+    lines = ["# Bytes written per day", "",
+             "| phase | date | measured | events | disk writes MB/day | log MB/day | total MB/day | command |", "|---|---|---|---|---|---|---|---|"]
+    for phase in names:
+        if phase in report:
+            r = report[phase]
+            lines.append(f"| {names[phase]} | {r.get('date', '')} | {r['seconds']} s | {r['events']} | {r['disk_mb_per_day']} | {r['log_mb_per_day']} | "
+                         f"**{r['mb_per_day']}** | `{r.get('command', '')}` |")
     (RESULTS / "sd_writes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
