@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 
 from gate.annotate import LABEL_COLOURS, OTHER_LABEL_COLOUR, draw_box, draw_label
-from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 from gate.policy import TrackedFace
 from gate.settings import DetectorSettings
 from gate.types import Detection
+from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 
 #: RGB colours of what only the preview draws: ignored faces, the region and the size marker.
 IGNORED_COLOUR = (170, 170, 170)

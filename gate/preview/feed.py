@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 from gate.events import Event
 from gate.policy import TrackedFace
 from gate.settings import DetectorSettings
 from gate.types import Detection, Frame
+from gate.vision.detector import OUTSIDE_ROI, TOO_SMALL
 
 #: Face-width histogram: bins of this many pixels, the last one open-ended.
 HISTOGRAM_BIN_PX = 16
