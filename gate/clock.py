@@ -7,10 +7,12 @@ latencies) therefore never use wall time: they use ``time.monotonic``. Wall time
 ``expires``). The first is flagged while it is not trusted (``clock_synced`` on the event; order by
 ``seq``); the second is refused outright (a command's expiry means nothing on a wrong clock).
 
-:class:`SystemClock` asks the kernel (``adjtimex``: NTP clients such as systemd-timesyncd or chrony
-clear ``STA_UNSYNC`` once synchronised), falling back to timesyncd's flag file where a system-call
-filter refuses ``adjtimex`` (systemd's ``ProtectClock=``). Once synchronised it stays trusted: the
-kernel keeps disciplining the clock. Tests pass their own :class:`WallClock`.
+:class:`SystemClock` asks, in order, until one answers: the kernel (``adjtimex``: NTP clients such
+as systemd-timesyncd or chrony clear ``STA_UNSYNC`` once synchronised; systemd's ``ProtectClock=``
+refuses even this read-only call, systemd issue 26413), timesyncd's flag file, then ``timedatectl``
+(timedated asks the kernel outside our sandbox: chrony and ntpd too). Unsynchronised, it asks again
+at most every :data:`RECHECK_S`; once synchronised it stays trusted (the kernel keeps disciplining
+the clock). Tests pass their own :class:`WallClock`, or their own checks.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
+import subprocess
 import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TIME_ERROR = 5  # adjtimex(2)'s answer while the clock is not synchronised
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")  # touched by systemd-timesyncd on sync
+RECHECK_S = 10.0
 
 
 class WallClock(Protocol):
@@ -51,14 +56,33 @@ def _kernel_synchronised() -> bool | None:
     return None if state < 0 else state != TIME_ERROR  # TIME_ERROR while STA_UNSYNC is set
 
 
+def _flag_file_synchronised() -> bool | None:
+    """systemd-timesyncd's flag; None (no answer) where it is not there: another NTP client may run."""
+    return True if TIMESYNC_FLAG.exists() else None
+
+
+def _timedatectl_synchronised() -> bool | None:
+    """timedated's NTPSynchronized over D-Bus; None without systemd (a container)."""
+    try:
+        answer = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True, text=True, timeout=3)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"yes": True, "no": False}.get(answer.stdout.strip()) if answer.returncode == 0 else None
+
+
+CHECKS: tuple[Callable[[], bool | None], ...] = (_kernel_synchronised, _flag_file_synchronised, _timedatectl_synchronised)
+
+
 class SystemClock:
     """The machine's clock; ``trust="always"`` for a gate with a real-time clock (or a test bench
-    whose container cannot tell), ``"when_synchronised"`` (the default) asks the kernel."""
+    whose container cannot tell), ``"when_synchronised"`` (the default) asks :data:`CHECKS`."""
 
-    def __init__(self, trust: str = "when_synchronised", *, flag_file: Path = TIMESYNC_FLAG) -> None:
-        self._always = trust == "always"
-        self._flag_file = flag_file
-        self._synced = self._always
+    def __init__(self, trust: str = "when_synchronised", *, checks: Sequence[Callable[[], bool | None]] = CHECKS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._synced = trust == "always"
+        self._checks = checks
+        self._monotonic = monotonic
+        self._next_check = float("-inf")
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -66,9 +90,9 @@ class SystemClock:
 
     def synchronised(self) -> bool:
         with self._lock:
-            if not self._synced:
-                kernel = _kernel_synchronised()
-                self._synced = kernel if kernel is not None else os.path.exists(self._flag_file)
+            if not self._synced and self._monotonic() >= self._next_check:
+                self._next_check = self._monotonic() + RECHECK_S
+                self._synced = next((answer for answer in (check() for check in self._checks) if answer is not None), False)
                 if self._synced:
                     log.info("wall clock synchronised: event times are trusted, remote unlock accepted")
             return self._synced

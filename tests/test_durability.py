@@ -328,3 +328,24 @@ def test_a_gate_restarted_on_a_full_disk_waits_locked_and_starts_when_space_retu
         worker.join(30)
     with Outbox(var / "outbox.sqlite3", OutboxSettings()) as outbox:
         assert [e.event_id for e in outbox.pending()] == [kept.event_id]
+
+
+def test_the_system_clock_takes_the_first_check_that_answers_and_asks_again_only_every_ten_seconds() -> None:
+    from gate.clock import RECHECK_S, SystemClock
+
+    answers: list[bool | None] = [None, None]  # the kernel refuses (ProtectClock), no timesyncd flag: timedatectl decides
+    asked: list[str] = []
+
+    def check(name: str, index: int):
+        return lambda: (asked.append(name), answers[index])[1]
+
+    ticks = Ticks()
+    clock = SystemClock(checks=(check("kernel", 0), check("timedatectl", 1)), monotonic=ticks)
+    assert not clock.synchronised() and asked == ["kernel", "timedatectl"]
+    answers[1] = True
+    assert not clock.synchronised() and len(asked) == 2  # not asked again within RECHECK_S
+    ticks.now += RECHECK_S
+    assert clock.synchronised() and len(asked) == 4
+    answers[0] = False  # once synchronised it stays trusted: nothing is asked any more
+    assert clock.synchronised() and len(asked) == 4
+    assert SystemClock("always", checks=()).synchronised()
