@@ -406,12 +406,12 @@ def serve(
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
     preview = _preview_server(settings)
     clock = SystemClock(settings.gate.trust_clock)
-    if not clock.synchronised():
-        log.warning("wall clock not synchronised yet (no NTP since boot?): events say clock_synced = false until it is%s",
-                    "; remote unlock refused until then" if settings.mqtt.remote_unlock else "")
     with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, _open_outbox(settings, clock, door, notifier, stop) as outbox:
         if outbox is None:  # stopped while the state folder was full
             return health
+        if not clock.synchronised():  # said once the door is up: a settings error stays one line
+            log.warning("wall clock not synchronised yet (no NTP since boot?): events say clock_synced = false until it is%s",
+                        "; remote unlock refused until then" if settings.mqtt.remote_unlock else "")
         link = (
             MqttLink(settings.mqtt, settings.gate.id, outbox, password=read_password(settings.mqtt),
                      seen_ids_path=settings.gate.state_dir / SEEN_IDS_FILE, clock=clock)
