@@ -125,12 +125,17 @@ def test_evaluate_scores_through_the_gate_classifier(classifier):
 
 
 def test_a_wrong_model_fails_the_check(classifier):
-    """Swap the truths: the same verdicts must now score badly (the check is not a constant)."""
+    """Swap the truths: the same verdicts must now score badly (the check is not a constant).
+
+    Relative to the right truths, not a fixed figure: the nose-exposed pictures stay right either
+    way, so the swapped score is about 0.4 and moves with the tiny model's few mistakes."""
     samples = _samples(8, seed=6)
     swapped = [Sample(Render(s.render.face, s.render.group, s.render.half, s.render.variant,
                              {WITH: WITHOUT, WITHOUT: WITH, INCORRECT: INCORRECT}[s.render.truth], BOX), "clean", s.image, s.box, True)
                for s in samples]
-    assert realcheck.evaluate(classifier, swapped)["overall"]["all"]["binary"] < 0.5
+    right = realcheck.evaluate(classifier, samples)["overall"]["all"]["binary"]
+    wrong = realcheck.evaluate(classifier, swapped)["overall"]["all"]["binary"]
+    assert wrong <= 0.6 and wrong <= right - 0.3
 
 
 def test_folder_scoring_and_report_files(classifier, tmp_path):
