@@ -24,16 +24,18 @@ imported lazily so this module loads on any machine.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from gpiozero import LED, Button, Buzzer, OutputDevice
 
-from gate.errors import ConfigError, MaskgateError
-from gate.settings import DoorSettings
+from gate.errors import ConfigError, DeviceBusyError, MaskgateError
+from gate.settings import DoorSettings, RelaySettings
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +47,50 @@ FAULT_BLINK_S = 0.5
 DENY_BEEP_S = 0.15
 
 
-def make_pin_factory(name: str) -> Any:
-    """The gpiozero pin factory called ``name`` in settings (imported only when chosen)."""
+def _mock_factory() -> Any:
+    from gpiozero.pins.mock import MockFactory
+
+    return MockFactory()
+
+
+def _lgpio_factory() -> Any:
+    from gpiozero.pins.lgpio import LGPIOFactory  # imports lgpio, which opens its notification pipe at once
+
+    return LGPIOFactory()
+
+
+#: gpiozero's pin factories by their name in settings, each imported only when chosen.
+PIN_FACTORIES: Mapping[str, Callable[[], Any]] = {"mock": _mock_factory, "lgpio": _lgpio_factory}
+
+
+def gpio_start_error(what: str, exc: BaseException) -> MaskgateError:
+    """A GPIO library's start-up failure as one line: DeviceBusyError for a line another process
+    holds (it may let go: retried), ConfigError (exit 78) for what only a person can fix."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if isinstance(exc, ImportError):
+        return ConfigError(f"{what}: the GPIO library cannot be imported ({detail}); on Raspberry Pi OS: sudo apt install python3-lgpio "
+                           "(systemd/install-pi.sh installs it and makes the venv see it)")
+    if ".lgd-nfy" in str(getattr(exc, "filename", "") or ""):  # lgpio's notification pipe, made in $LG_WD or the working folder
+        folder = os.environ.get("LG_WD") or os.getcwd()
+        return ConfigError(f"{what}: lgpio cannot create its notification pipe in {folder} ({detail}); run from a folder this user "
+                           "can write or set LG_WD to one (the systemd unit sets LG_WD=/run/maskgate)")
+    message = str(exc).lower()
+    if "busy" in message or getattr(exc, "errno", None) == errno.EBUSY:
+        return DeviceBusyError(f"{what}: GPIO busy ({detail}): another process holds the pin (is the gate already running?)")
+    if isinstance(exc, PermissionError) or "gpiochip" in message:
+        return ConfigError(f"{what}: cannot open the GPIO chip ({detail}); on a Raspberry Pi the user must be in the gpio group "
+                           "(the systemd unit adds it); elsewhere use door.pin_factory = \"mock\"")
+    return ConfigError(f"{what}: {detail}")
+
+
+def make_pin_factory(name: str, *, factories: Mapping[str, Callable[[], Any]] = PIN_FACTORIES) -> Any:
+    """The gpiozero pin factory called ``name`` in settings; its start-up failure is one line (see :func:`gpio_start_error`)."""
+    if name not in factories:
+        raise ConfigError(f"door.pin_factory: unknown pin factory {name!r}")
     try:
-        if name == "mock":
-            from gpiozero.pins.mock import MockFactory
-
-            return MockFactory()
-        if name == "lgpio":
-            from gpiozero.pins.lgpio import LGPIOFactory
-
-            return LGPIOFactory()
-        if name == "rpigpio":
-            from gpiozero.pins.rpigpio import RPiGPIOFactory
-
-            return RPiGPIOFactory()
-        if name == "native":
-            from gpiozero.pins.native import NativeFactory
-
-            return NativeFactory()
-    except ImportError as exc:
-        raise ConfigError(f"door.pin_factory = {name!r} needs a library that is not installed ({exc}); install maskgate[pi]") from exc
-    except Exception as exc:  # noqa: BLE001 - gpiozero's PinUnknownPi off a Pi, lgpio's error without /dev/gpiochip access
-        raise ConfigError(f"door.pin_factory = {name!r} cannot start on this machine ({type(exc).__name__}: {exc})") from exc
-    raise ConfigError(f"door.pin_factory: unknown pin factory {name!r}")
+        return factories[name]()
+    except Exception as exc:
+        raise gpio_start_error(f'door.pin_factory = "{name}"', exc) from exc
 
 
 class Door:
@@ -105,7 +127,7 @@ class Door:
             )
         except Exception as exc:
             self.close()
-            raise ConfigError(f"door: cannot set up the GPIO pins ({type(exc).__name__}: {exc})") from exc
+            raise gpio_start_error("door: cannot set up the GPIO pins", exc) from exc
         if self._button is not None:
             self._button.when_pressed = self._exit_pressed
         log.info("door ready: relay on pin %s (active %s), fail-secure (released)", settings.relay_pin, "high" if settings.relay_active_high else "low")
@@ -317,20 +339,47 @@ class Door:
             self.grant()
 
 
-def release_relay(settings: DoorSettings, *, pin_factory: Any = None) -> bool:
-    """Drive the relay pin to its inactive level and free it; returns the pin's level read back.
+def open_door(settings: DoorSettings, *, make_factory: Callable[[], Any] | None = None, attempts: int = 5,
+              first_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> Door:
+    """The daemon's Door: while another process holds its pins (GPIO busy) it waits and tries again
+    (1, 2, 4, 8 s), then gives up with DeviceBusyError (exit 1: systemd restarts the unit); any
+    other start-up failure raises at once (ConfigError, exit 78).
+
+    Each try gets a fresh pin factory (``make_factory``, default the one settings name): gpiozero
+    keeps a failed claim's reservation in the factory that saw it.
+    """
+    make = make_factory or (lambda: make_pin_factory(settings.pin_factory))
+    wait = first_wait_s
+    for attempt in range(1, attempts):
+        factory = make()
+        try:
+            return Door(settings, pin_factory=factory)
+        except DeviceBusyError as exc:
+            factory.close()
+            log.warning("%s; trying again in %.0f s (attempt %d of %d)", exc, wait, attempt + 1, attempts)
+            sleep(wait)
+            wait *= 2
+    return Door(settings, pin_factory=make())  # the last try: its DeviceBusyError is the caller's
+
+
+def release_relay(settings: RelaySettings, *, pin_factory: Any = None) -> str:
+    """Drive the relay pin to its inactive level and free it; returns what happened, in one line.
 
     For ``gate-cli door release`` after the daemon is gone (however it died): it touches only
-    the relay pin, so it fails (GPIO busy) rather than fight a daemon that is still running.
+    the relay pin, so it fails (GPIO busy) rather than fight a daemon that is still running. On
+    mock pins it says that nothing physical moved, so nobody takes it for a released strike.
     """
     factory = pin_factory if pin_factory is not None else make_pin_factory(settings.pin_factory)
     try:
         relay = OutputDevice(settings.relay_pin, active_high=settings.relay_active_high, initial_value=False, pin_factory=factory)
     except Exception as exc:  # busy (the daemon still holds it), no permission, no such pin
-        raise MaskgateError(f"door: cannot drive relay pin {settings.relay_pin} ({type(exc).__name__}: {exc})") from exc
+        raise gpio_start_error(f"door: cannot drive relay pin {settings.relay_pin}", exc) from exc
     try:
         relay.off()
-        level = bool(relay.pin.state)
+        level = "high" if relay.pin.state else "low"
     finally:
         relay.close()
-    return level
+    polarity = f"relay active {'high' if settings.relay_active_high else 'low'}"
+    if settings.pin_factory == "mock":
+        return f'mock pins: nothing physical moved (door.pin_factory = "mock"; relay pin {settings.relay_pin} set {level}, {polarity})'
+    return f"relay on pin {settings.relay_pin} released: pin {level} ({polarity})"

@@ -20,6 +20,7 @@ Capture backends are *openers*: callables returning an object with OpenCV's
 from __future__ import annotations
 
 import collections
+import importlib
 import logging
 import re
 import threading
@@ -148,34 +149,53 @@ def _open_stream(settings: CameraSettings) -> Capture:
     return _opened(cv2.VideoCapture(settings.source, cv2.CAP_FFMPEG, timeouts), f"stream {redact_source(settings.source)}")
 
 
-def _picamera2_class() -> Any:
+def load_picamera2(import_module: Callable[[str], Any] = importlib.import_module) -> Any:
+    """Picamera2's camera class, or a one-line ConfigError (exit 78: only a person can fix it).
+
+    Importing picamera2 also imports its compiled helpers (simplejpeg, libcamera's bindings): built
+    for the system's numpy, they fail with "numpy.dtype size changed" under another numpy in the
+    venv. A camera that is absent or busy is not caught here: opening it is retried (see
+    :class:`CameraSource`).
+    """
     try:
-        from picamera2 import Picamera2
-    except ImportError:
+        return import_module("picamera2").Picamera2
+    except ImportError as exc:
         raise ConfigError(
-            "camera: source 'picamera2' needs the picamera2 package: on Raspberry Pi OS "
-            "`sudo apt install python3-picamera2` and create the venv with --system-site-packages"
+            f"camera: source 'picamera2' needs the picamera2 package ({' '.join(str(exc).split())}): on Raspberry Pi OS "
+            "`sudo apt install python3-picamera2` and a venv made with --system-site-packages (systemd/install-pi.sh does both)"
         ) from None
-    return Picamera2
+    except Exception as exc:  # noqa: BLE001 - whatever the library's import raises is one line, not a traceback
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        hint = ("the venv's numpy is not the one the system's picamera2 was built for: re-run systemd/install-pi.sh "
+                "(it pins the venv's numpy to the system's)") if "numpy" in detail.lower() else "see the picamera2 documentation"
+        raise ConfigError(f"camera: picamera2 cannot be imported ({detail}); {hint}") from None
 
 
-def require_backend(settings: CameraSettings) -> None:
-    """ConfigError for a camera that can never open here (Picamera2 without its package)."""
+def require_backend(settings: CameraSettings, *, import_module: Callable[[str], Any] = importlib.import_module) -> None:
+    """ConfigError for a camera that can never open here (Picamera2 missing or unusable)."""
     if resolve_kind(settings) == "picamera2":
-        _picamera2_class()
+        load_picamera2(import_module)
 
 
-class _Picamera2Capture:
-    """Picamera2 behind OpenCV's read()/release(); its 'RGB888' format is B,G,R in memory like OpenCV."""
+class Picamera2Capture:
+    """Picamera2 behind OpenCV's read()/release(); its 'RGB888' format is B,G,R in memory like OpenCV.
 
-    def __init__(self, settings: CameraSettings) -> None:
-        self._camera = _picamera2_class()()
-        config = self._camera.create_video_configuration(
-            main={"size": (settings.width, settings.height), "format": "RGB888"},
-            controls={"FrameRate": settings.fps},
-        )
-        self._camera.configure(config)
-        self._camera.start()
+    ``camera_class`` is :func:`load_picamera2`'s (a fake in tests). Its failures here (no camera
+    connected, another process using it) raise, and the capture thread reopens with backoff.
+    """
+
+    def __init__(self, settings: CameraSettings, camera_class: Any) -> None:
+        self._camera = camera_class()
+        try:
+            config = self._camera.create_video_configuration(
+                main={"size": (settings.width, settings.height), "format": "RGB888"},
+                controls={"FrameRate": settings.fps},
+            )
+            self._camera.configure(config)
+            self._camera.start()
+        except BaseException:
+            self._camera.close()  # frees the camera for the next attempt
+            raise
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         return True, self._camera.capture_array("main")
@@ -189,7 +209,6 @@ _OPENERS: dict[str, Callable[[CameraSettings], Capture]] = {
     "v4l2": _open_v4l2,
     "file": _open_file,
     "stream": _open_stream,
-    "picamera2": _Picamera2Capture,
 }
 
 
@@ -401,11 +420,14 @@ class CameraSource:
 def open_camera(settings: CameraSettings, *, clock: Callable[[], float] = time.monotonic, opener: Opener | None = None) -> FrameSource:
     """Start capturing from ``settings.source``; failures show in ``status``, never as exceptions.
 
-    Only a configuration that can never work raises (ConfigError): Picamera2 not installed.
+    Only a configuration that can never work raises (ConfigError): Picamera2 missing or unusable.
+    ``opener`` replaces the backend (tests).
     """
-    require_backend(settings)
     kind = resolve_kind(settings)
-    if opener is None:
+    if opener is None and kind == "picamera2":
+        camera_class = load_picamera2()
+        opener = lambda: Picamera2Capture(settings, camera_class)  # noqa: E731
+    elif opener is None:
         backend = _OPENERS[kind]
         opener = lambda: backend(settings)  # noqa: E731
     return CameraSource(opener, redact_source(settings.source), settings, is_file=kind == "file", clock=clock)

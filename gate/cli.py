@@ -6,7 +6,8 @@ visitor, a download); 2 usage (an argument that cannot work); 78 configuration o
 fix (the value systemd's RestartPreventExitStatus= names); 130 interrupted (Ctrl-C).
 
 Settings: ``--settings FILE`` (anywhere on the command line), else ``./settings.toml`` when it
-exists, else the built-in defaults (packaged model, assets from :func:`gate.assets.assets_dirs`).
+exists, else the installed ``/etc/maskgate/settings.toml`` when it exists, else the built-in defaults
+(packaged model, assets from :func:`gate.assets.assets_dirs`).
 ``run`` and ``config check`` never fall back to defaults: no file is a configuration error.
 ``--verbose`` (anywhere too) shows the libraries' INFO lines, hidden otherwise.
 """
@@ -24,9 +25,8 @@ from typing import Any
 from gate.errors import ConfigError, MaskgateError, StateError, UsageError
 from gate.logs import configure_logging, quiet_opencv
 from gate.preprocess import DEFAULT_MAX_PIXELS
-from gate.settings import EXIT_CONFIG, Settings, load_settings, parse_settings, redacted
+from gate.settings import EXIT_CONFIG, Settings, default_settings_file, find_settings_file, load_relay_settings, load_settings, parse_settings, redacted
 
-DEFAULT_SETTINGS = Path("settings.toml")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -35,11 +35,11 @@ EXIT_STATUSES = frozenset({0, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRU
 
 
 def _settings(args: argparse.Namespace, *, required: bool = False) -> Settings:
-    """The named file, else ./settings.toml if present, else the built-in defaults.
+    """The named file, else ./settings.toml or the installed one if present, else the built-in defaults.
 
     ``required`` (run, config check): a missing file is a configuration error, never "defaults".
     """
-    path: Path = args.settings or DEFAULT_SETTINGS
+    path: Path = args.settings or default_settings_file()
     try:
         present = path.exists()
     except OSError:  # e.g. a folder we may not look into: load_settings says why
@@ -118,15 +118,17 @@ def cmd_test_camera(args: argparse.Namespace) -> int:
 
 
 def cmd_door(args: argparse.Namespace) -> int:
-    """Drive the relay pin inactive: the unit's ExecStopPost=, after any death of the daemon."""
+    """Drive the relay pin inactive: the unit's ExecStopPost=, after any death of the daemon. The
+    release reads only [door]'s relay keys, so a broken rest of the file cannot hold the strike;
+    the retained "locked" for dashboards follows when the whole file is valid."""
     from gate.actuators import release_relay
     from gate.mqtt import announce_door_released
 
-    settings = _settings(args)
-    door = settings.door
-    level = release_relay(door)
-    print(f"relay on pin {door.relay_pin} released: pin {'high' if level else 'low'} (relay active {'high' if door.relay_active_high else 'low'})", flush=True)
-    problem = announce_door_released(settings)  # after the relay moved, never before: dashboards are news, the strike is safety
+    print(release_relay(load_relay_settings(args.settings or find_settings_file())), flush=True)
+    try:  # after the relay moved, never before: dashboards are news, the strike is safety
+        problem = announce_door_released(_settings(args))
+    except ConfigError as exc:  # the release needed only the relay's keys; the rest of the file is broken
+        problem = str(exc)
     if problem is not None:
         print(f"door state not published to MQTT: {problem}", file=sys.stderr, flush=True)
     return 0
@@ -140,7 +142,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from gate.preflight import check_settings
 
     check_settings(settings)
-    print(f"{args.settings or DEFAULT_SETTINGS}: ok (model, detector files and camera source found)")
+    print(f"{args.settings or default_settings_file()}: ok (model, detector files and camera source found)")
     return 0
 
 
@@ -224,7 +226,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gate-cli", description="maskgate: face-mask compliance gate")
     parser.add_argument("--settings", type=Path, default=None,
-                        help="settings file, anywhere on the command line (default: ./settings.toml if present, else built-in defaults)")
+                        help="settings file, anywhere on the command line (default: ./settings.toml, else /etc/maskgate/settings.toml, if present; else built-in defaults)")
     parser.add_argument("--verbose", action="store_true", help="also the libraries' INFO lines (anywhere on the command line)")
     parser.add_argument("--version", action=_VersionAction, help="print the version and the default model's SHA-256")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gate.actuators import Door
+from gate.actuators import Door, open_door
 from gate.camera import FrameSource, open_camera, require_backend
 from gate.classifier import MaskClassifier
 from gate.clock import SystemClock
@@ -406,7 +406,7 @@ def serve(
     signals = shutdown_signals(stop) if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
     preview = _preview_server(settings)
     clock = SystemClock(settings.gate.trust_clock)
-    with signals, preview or contextlib.nullcontext(), Door(settings.door) as door, _open_outbox(settings, clock, door, notifier, stop) as outbox:
+    with signals, preview or contextlib.nullcontext(), open_door(settings.door) as door, _open_outbox(settings, clock, door, notifier, stop) as outbox:
         if outbox is None:  # stopped while the state folder was full
             return health
         if not clock.synchronised():  # said once the door is up: a settings error stays one line

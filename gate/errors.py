@@ -52,3 +52,7 @@ class UsageError(MaskgateError, ValueError):
 class StorageFullError(MaskgateError, OSError):
     """The state folder takes no more writes (disk full, I/O error): the door is held locked, no
     grant goes unrecorded, and the gate retries by itself (not a StateError: freeing space fixes it)."""
+
+
+class DeviceBusyError(MaskgateError, OSError):
+    """A device is held by another process (a GPIO line claimed elsewhere): it may come back, so it is retried."""

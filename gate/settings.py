@@ -162,10 +162,16 @@ class JournalSettings(Section):
     max_bytes: int = Field(10_000_000, ge=10_000, description="Rotate the journal (one .1 backup) past this size")
 
 
-class DoorSettings(Section):
-    pin_factory: Literal["mock", "lgpio", "rpigpio", "native"] = Field("mock", description="gpiozero pin factory: lgpio on a Pi 5 / recent OS, mock for tests and the demo")
+class RelaySettings(Section):
+    """The door strike's relay: all that `gate-cli door release` reads (:func:`load_relay_settings`),
+    so a mistake anywhere else in the file cannot keep the strike powered after a crash."""
+
+    pin_factory: Literal["mock", "lgpio"] = Field("mock", description="gpiozero pin factory: lgpio on a Raspberry Pi (every model, through /dev/gpiochip*), mock for tests and the demo. RPi.GPIO and the native factory are not offered: they need /dev/gpiomem and sysfs GPIO, which the systemd unit's sandbox does not open and a Pi 5 does not have")
     relay_pin: Pin = Field("17", description="Relay input (door strike)")
     relay_active_high: bool = Field(True, description="False for relay boards that switch on a low input")
+
+
+class DoorSettings(RelaySettings):
     unlock_s: Seconds = Field(5.0, description="How long the relay stays energised after a grant")
     green_led_pin: Pin | None = Field("27", description="Green LED (granted); none to omit")
     red_led_pin: Pin | None = Field("22", description="Red LED (denied / fault); none to omit")
@@ -235,13 +241,22 @@ class PreviewSettings(Section):
     token_file: Path | None = Field(None, description="File holding the page's token (e.g. a systemd credential: %d/preview_token); when a token is set every request needs it, and one is required off loopback")
 
 
-class Settings(BaseSettings):
-    """The whole tree. Built by :func:`load_settings` / :func:`parse_settings` (file + environment)."""
+class _FileAndEnvironment(BaseSettings):
+    """Sources, highest first: arguments, the environment, then the file being loaded (see :func:`parse_settings`)."""
 
     model_config = SettingsConfigDict(
         extra="forbid", frozen=True, validate_default=True,
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_parse_none_str="none",
     )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # noqa: ANN001, ANN206
+        file_data, environ = _SOURCES.get()
+        return init_settings, _Environment(settings_cls, environ), InitSettingsSource(settings_cls, file_data)
+
+
+class Settings(_FileAndEnvironment):
+    """The whole tree. Built by :func:`load_settings` / :func:`parse_settings` (file + environment)."""
 
     gate: GateSettings = Field(default_factory=GateSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
@@ -266,11 +281,16 @@ class Settings(BaseSettings):
         return relative if relative.is_absolute() else self.gate.state_dir / relative
 
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # noqa: ANN001, ANN206
-        """Arguments, then the environment, then the file being loaded (see :func:`parse_settings`)."""
-        file_data, environ = _SOURCES.get()
-        return init_settings, _Environment(settings_cls, environ), InitSettingsSource(settings_cls, file_data)
+
+class _RelayOnly(RelaySettings):
+    model_config = ConfigDict(extra="ignore")  # the door's other keys are not read, right or wrong
+
+
+class _RelayFile(_FileAndEnvironment):
+    """A settings file seen through [door]'s relay keys only (other sections and keys are ignored)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+    door: _RelayOnly = Field(default_factory=_RelayOnly)
 
 
 #: Path keys that are relative to gate.state_dir rather than to the settings file.
@@ -360,9 +380,13 @@ def parse_settings(data: dict[str, Any], environ: Mapping[str, str] | None = Non
         variable = _env_source((field.group(1),) if field else (), env) or "MASKGATE__…"
         problems.append(f"{variable} (environment): a list or table that is not valid JSON (write lists like [0, 0, 1, 1]; sections as MASKGATE__SECTION__KEY)")
     if problems:
-        count = f"{len(problems)} problem{'s' * (len(problems) > 1)}"
-        raise ConfigError(f"{source} is invalid ({count}): " + "; ".join(problems))  # one line: a log line, a systemd status
+        raise _invalid(source, problems)
     return settings
+
+
+def _invalid(source: str, problems: list[str]) -> ConfigError:
+    count = f"{len(problems)} problem{'s' * (len(problems) > 1)}"
+    return ConfigError(f"{source} is invalid ({count}): " + "; ".join(problems))  # one line: a log line, a systemd status
 
 
 def _annotation_types(annotation: Any) -> tuple[Any, ...]:
@@ -412,6 +436,44 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     """Read and validate a settings file under the environment's overrides; ConfigError names every bad key."""
     path = Path(path)
     return parse_settings(read_settings_file(path), environ, str(path))
+
+
+def load_relay_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> RelaySettings:
+    """[door]'s relay keys from the file (None: the defaults) under the environment's overrides.
+
+    Every other section and door key is ignored, valid or not: releasing the strike after a crash
+    must not depend on, say, the [mqtt] section. Only a file that is not TOML at all, or a bad
+    relay key, is a ConfigError (the pin to release is then unknown)."""
+    env = os.environ if environ is None else environ
+    data = read_settings_file(path) if path is not None else {}
+    source = str(path) if path is not None else "built-in defaults"
+    try:
+        with _sources({"door": data["door"]} if "door" in data else {}, env):
+            return _RelayFile().door
+    except ValidationError as exc:
+        raise _invalid(source, [_describe(e, env) for e in exc.errors()]) from None
+
+
+#: Where systemd/install-pi.sh puts the settings (the unit names it with --settings).
+INSTALLED_SETTINGS = Path("/etc/maskgate/settings.toml")
+LOCAL_SETTINGS = Path("settings.toml")
+
+
+def find_settings_file(local: Path = LOCAL_SETTINGS, installed: Path = INSTALLED_SETTINGS) -> Path | None:
+    """The file read without ``--settings``: ``./settings.toml`` when it exists, else the installed
+    one when it exists (so an operator's `gate-cli status` on the Pi needs no path), else None."""
+    for candidate in (local, installed):
+        try:
+            if candidate.exists():
+                return candidate
+        except PermissionError:  # e.g. /etc/maskgate for a user outside the maskgate group: reading it says so
+            return candidate
+    return None
+
+
+def default_settings_file() -> Path:
+    """:func:`find_settings_file`'s answer, else ``./settings.toml`` (whose absence the caller reports)."""
+    return find_settings_file() or LOCAL_SETTINGS
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

@@ -209,6 +209,108 @@ def test_release_relay_drives_a_pin_left_active_to_inactive(factory: MockFactory
     """What `gate-cli door release` does after the daemon died: the kernel kept the line active."""
     pin = factory.pin(RELAY)
     (pin.drive_high if active_high else pin.drive_low)()  # as a killed process left it: relay energised
-    assert release_relay(settings(relay_active_high=active_high), pin_factory=factory) is (not active_high)
+    said = release_relay(settings(pin_factory="lgpio", relay_active_high=active_high), pin_factory=factory)
+    inactive = "high" if not active_high else "low"
+    assert said == f"relay on pin {RELAY} released: pin {inactive} (relay active {'high' if active_high else 'low'})"
     assert pin.state is (not active_high)  # inactive: low on an active-high board, high on an active-low one
     assert levels(factory, RELAY)[-1] is (not active_high)
+
+
+# -- GPIO library start-up failures, faked at the library boundary -----------------------------
+
+
+class error(Exception):  # noqa: N801 - named like lgpio's own exception class
+    """What lgpio raises (``lgpio.error``), with lgpio's messages."""
+
+
+def failing(exc: BaseException):
+    def make() -> object:
+        raise exc
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("exc", "fragment"),
+    [
+        # `import lgpio` in a folder it cannot write: its notification pipe (gpiozero#1106)
+        (FileNotFoundError(2, "No such file or directory", ".lgd-nfy-3"), "lgpio cannot create its notification pipe in"),
+        (ModuleNotFoundError("No module named 'lgpio'"), "sudo apt install python3-lgpio"),
+        (error("can not open gpiochip"), "the user must be in the gpio group"),
+        (PermissionError(13, "Permission denied", "/dev/gpiochip0"), "the user must be in the gpio group"),
+    ],
+)
+def test_a_gpio_library_that_cannot_start_is_one_config_error_line(exc: BaseException, fragment: str) -> None:
+    from gate.actuators import make_pin_factory
+
+    with pytest.raises(ConfigError) as caught:
+        make_pin_factory("lgpio", factories={"lgpio": failing(exc)})
+    message = str(caught.value)
+    assert message.startswith('door.pin_factory = "lgpio": ') and fragment in message and "\n" not in message
+
+
+def test_the_notification_pipe_error_names_the_folder_lgpio_used(tmp_path, monkeypatch) -> None:
+    from gate.actuators import make_pin_factory
+
+    monkeypatch.setenv("LG_WD", str(tmp_path))  # the environment is the input here, as under the unit
+    with pytest.raises(ConfigError, match=f"pipe in {tmp_path} "):
+        make_pin_factory("lgpio", factories={"lgpio": failing(FileNotFoundError(2, "No such file or directory", ".lgd-nfy-3"))})
+
+
+def busy_factories(busy_for: int) -> tuple[list[MockFactory], object]:
+    """Pin factories whose pins another process holds for the first ``busy_for`` claims (all
+    factories together, as one process holding a line); returns the factories made and the maker."""
+    made: list[MockFactory] = []
+    claims = [0]
+
+    class BusyFactory(MockFactory):
+        def pin(self, spec, **kwargs):
+            claims[0] += 1
+            if claims[0] <= busy_for:
+                raise error("GPIO busy")
+            return super().pin(spec, **kwargs)
+
+    def make() -> MockFactory:
+        made.append(BusyFactory())
+        return made[-1]
+
+    return made, make
+
+
+def test_open_door_waits_with_backoff_while_the_relay_pin_is_busy() -> None:
+    from gate.actuators import open_door
+
+    waits: list[float] = []
+    made, make = busy_factories(busy_for=2)
+    with open_door(settings(), make_factory=make, sleep=waits.append) as door:
+        assert door.state == "locked"
+        assert door.grant(0.5) and levels(made[-1], RELAY)[-1] is True  # the third factory drives the relay
+    assert waits == [1.0, 2.0] and len(made) == 3
+
+
+def test_open_door_gives_up_on_a_pin_that_stays_busy_without_config_error() -> None:
+    """Busy may come back: not exit 78 (systemd would stop restarting), a retryable error instead."""
+    from gate.actuators import open_door
+    from gate.errors import DeviceBusyError
+
+    waits: list[float] = []
+    with pytest.raises(DeviceBusyError, match="GPIO busy") as caught:
+        open_door(settings(), make_factory=busy_factories(busy_for=99)[1], attempts=3, sleep=waits.append)
+    assert waits == [1.0, 2.0] and not isinstance(caught.value, ConfigError)
+
+
+def test_open_door_does_not_retry_what_only_a_person_can_fix() -> None:
+    from gate.actuators import open_door
+
+    waits: list[float] = []
+    with pytest.raises(ConfigError, match="cannot set up the GPIO pins"):
+        open_door(settings(relay_pin="GPIO99"), make_factory=MockFactory, sleep=waits.append)
+    assert waits == []
+
+
+def test_release_relay_on_mock_pins_says_that_nothing_physical_moved(factory: MockFactory) -> None:
+    pin = factory.pin(RELAY)
+    pin.drive_high()
+    said = release_relay(settings(pin_factory="mock"), pin_factory=factory)
+    assert said.startswith("mock pins: nothing physical moved") and "released" not in said
+    assert pin.state is False  # the mock pin was driven all the same

@@ -350,3 +350,61 @@ def test_a_camera_that_comes_back_is_used_again_within_the_capped_backoff() -> N
     assert frame is not None
     late_s = time.monotonic() - started - outage_s
     assert late_s <= settings.reconnect_max_s + 0.5 <= 5.0, f"used again {late_s:.1f} s after it came back"
+
+
+# -- Picamera2 start-up failures, faked at the library boundary --------------------------------
+
+
+def importer(error: Exception) -> Callable[[str], object]:
+    """An import_module whose ``picamera2`` raises as the real import does when broken."""
+
+    def import_module(name: str) -> object:
+        assert name == "picamera2"
+        raise error
+
+    return import_module
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        # simplejpeg built against Debian's numpy 1.24, imported under pip's numpy 2 (picamera2's known issue)
+        (ValueError("numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88 from PyObject"),
+         "re-run systemd/install-pi.sh (it pins the venv's numpy to the system's)"),
+        (ModuleNotFoundError("No module named 'libcamera'"), "sudo apt install python3-picamera2"),
+        (RuntimeError("libcamera:\nIPA proxy failed"), "picamera2 cannot be imported (RuntimeError: libcamera: IPA proxy failed)"),
+    ],
+)
+def test_a_picamera2_that_cannot_be_imported_is_one_config_error_line(error: Exception, fragment: str) -> None:
+    from gate.camera import require_backend
+
+    with pytest.raises(ConfigError) as caught:
+        require_backend(CameraSettings(source="picamera2"), import_module=importer(error))
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_picamera2_camera_that_fails_to_open_is_retried_and_freed_each_time() -> None:
+    """No camera on the ribbon, or another process using it: Picamera2 raises in its constructor
+    or when configured. That may come back, so the source reports it and reopens with backoff."""
+    from gate.camera import Picamera2Capture
+
+    class BusyCamera:
+        opened = closed = 0
+
+        def __init__(self) -> None:
+            BusyCamera.opened += 1
+
+        def create_video_configuration(self, **_: object) -> dict:
+            return {}
+
+        def configure(self, _: object) -> None:
+            raise RuntimeError("Failed to acquire camera: Device or resource busy")
+
+        def close(self) -> None:
+            BusyCamera.closed += 1
+
+    settings = CameraSettings(source="picamera2", reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    with open_camera(settings, opener=lambda: Picamera2Capture(settings, BusyCamera)) as source:
+        status = wait_for(source, lambda s: s.reopens >= 2, timeout=10)
+    assert status.state == "failed" and status.detail == "RuntimeError: Failed to acquire camera: Device or resource busy"
+    assert BusyCamera.opened >= 3 and BusyCamera.closed == BusyCamera.opened  # each attempt let go of the camera

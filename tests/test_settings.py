@@ -6,7 +6,7 @@ import pytest
 
 from gate.cli import main
 from gate.errors import ConfigError
-from gate.settings import EXIT_CONFIG, load_settings, parse_settings, redacted
+from gate.settings import EXIT_CONFIG, find_settings_file, load_relay_settings, load_settings, parse_settings, redacted
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_shipped_settings_file_is_valid_and_documents_the_defaults():
         ({"policy": {"rule": "masks_please"}}, "policy.rule: must be one of 'all_masked', 'any_masked' or 'observe'"),
         ({"privacy": {"retention_days": 365}}, "privacy.retention_days: Input should be less than or equal to 90"),
         ({"journal": {"max_bytes": 10}}, "journal.max_bytes: Input should be greater than or equal to 10000"),
-        ({"door": {"pin_factory": "gpio"}}, "door.pin_factory: must be one of 'mock', 'lgpio', 'rpigpio' or 'native'"),
+        ({"door": {"pin_factory": "rpigpio"}}, "door.pin_factory: must be one of 'mock' or 'lgpio' (got 'rpigpio')"),
         ({"mqtt": {"port": 70000}}, "mqtt.port: Input should be less than or equal to 65535 (got 70000)"),
         ({"mqtt": {"tls": {"enabled": "sometimes"}}}, "mqtt.tls.enabled: Input should be a valid boolean"),
         ({"outbox": {"max_events": 5}}, "outbox.max_events: Input should be greater than or equal to 100"),
@@ -160,3 +160,54 @@ def test_invalid_file_exits_with_the_config_status(tmp_path, capsys):
     bad.write_text("[door\n")
     assert main(["--settings", str(bad), "config", "check"]) == EXIT_CONFIG
     assert "not valid TOML" in capsys.readouterr().err
+
+
+# -- which file, without --settings; what `door release` reads --------------------------------
+
+
+def test_the_installed_settings_are_found_when_there_is_no_local_file(tmp_path):
+    local, installed = tmp_path / "here" / "settings.toml", tmp_path / "etc" / "maskgate" / "settings.toml"
+    assert find_settings_file(local, installed) is None  # neither: the caller's defaults or "no such file"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("")
+    assert find_settings_file(local, installed) == installed  # an operator on the Pi: no path needed
+    local.parent.mkdir()
+    local.write_text("")
+    assert find_settings_file(local, installed) == local  # a checkout's own file comes first
+
+
+def test_an_installed_file_this_user_may_not_read_is_named_not_skipped(tmp_path):
+    """Outside the maskgate group: `gate-cli status` says it cannot read /etc/maskgate/settings.toml,
+    rather than quietly showing the built-in defaults' state folder."""
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any folder")
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "settings.toml").write_text("")
+    folder.chmod(0o000)
+    try:
+        assert find_settings_file(tmp_path / "settings.toml", folder / "settings.toml") == folder / "settings.toml"
+    finally:
+        folder.chmod(0o755)
+
+
+def test_relay_settings_ignore_every_other_section_and_door_key(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[door]\npin_factory = "lgpio"\nrelay_pin = "GPIO5"\nrelay_active_high = false\nunlock_s = -1\n'
+                    '[mqtt]\nport = "not a port"\ntypo = 1\n[no_such_section]\n')
+    with pytest.raises(ConfigError):
+        load_settings(path, environ={})
+    relay = load_relay_settings(path, environ={"MASKGATE__MQTT__PORT": "nope", "MASKGATE__DOOR__UNLOCK_S": "x"})
+    assert (relay.pin_factory, relay.relay_pin, relay.relay_active_high) == ("lgpio", "GPIO5", False)
+    overridden = load_relay_settings(path, environ={"MASKGATE__DOOR__RELAY_PIN": "6", "MASKGATE__DOOR__RELAY_ACTIVE_HIGH": "true"})
+    assert (overridden.relay_pin, overridden.relay_active_high) == ("6", True)
+
+
+def test_relay_settings_still_refuse_a_bad_relay_key(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[door]\nrelay_pin = ""\n[mqtt]\nport = 0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_relay_settings(path, environ={})
+    assert "door.relay_pin" in str(caught.value) and "mqtt" not in str(caught.value)

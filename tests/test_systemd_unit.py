@@ -61,6 +61,36 @@ def test_unit_keeps_the_promises_the_code_relies_on() -> None:
     assert unit["RuntimeDirectoryPreserve"] == ["yes"]
 
 
+def test_lgpio_gets_a_writable_folder_and_libcamera_its_netlink_socket() -> None:
+    """lgpio makes its notification pipe in $LG_WD (else the working folder) when imported, in the
+    daemon and in the stop hook; /opt is read-only under ProtectSystem=strict. libcamera watches
+    for cameras through a netlink (udev) socket."""
+    unit = directives()
+    runtime = f"/run/{unit['RuntimeDirectory'][0]}"
+    assert "LG_WD=" + runtime in unit["Environment"] and unit["WorkingDirectory"] == [runtime]
+    assert not runtime.startswith(("/opt", "/usr", "/etc"))
+    assert "AF_NETLINK" in unit["RestrictAddressFamilies"][0].split()
+    assert not any("@resources" in line for line in unit["SystemCallFilter"])  # allowed, as part of @system-service
+    assert unit["DeviceAllow"][:2] == ["char-video4linux rw", "char-gpiochip rw"]
+
+
+def test_the_unit_allows_the_devices_of_every_pin_factory_settings_offer() -> None:
+    """Each pin factory door.pin_factory accepts must work under DevicePolicy=closed."""
+    from typing import get_args
+
+    from gate.settings import RelaySettings
+
+    needs = {"mock": set(), "lgpio": {"char-gpiochip rw"}}
+    offered = set(get_args(RelaySettings.model_fields["pin_factory"].annotation))
+    assert offered == set(needs)  # a new factory must say here which devices it opens
+    assert set().union(*needs.values()) <= set(directives()["DeviceAllow"])
+
+
+def test_operators_can_read_the_state_folder() -> None:
+    unit = directives()
+    assert unit["StateDirectoryMode"] == ["0750"] and unit["Group"] == ["maskgate"]
+
+
 def test_exec_start_is_a_valid_gate_cli_command_line() -> None:
     from gate.cli import build_parser
 
