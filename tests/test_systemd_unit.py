@@ -100,8 +100,8 @@ def test_exec_start_is_a_valid_gate_cli_command_line() -> None:
     assert args.command == "run" and str(args.settings) == "/etc/maskgate/settings.toml"
 
 
-def test_install_script_parses() -> None:
-    script = SYSTEMD / "install-pi.sh"
+@pytest.mark.parametrize("script", [SYSTEMD / "install-pi.sh", SYSTEMD.parent / "scripts" / "pi_smoke.sh"], ids=lambda p: p.name)
+def test_install_scripts_parse(script: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert "set -euo pipefail" in script.read_text()
     if shutil.which("shellcheck"):
