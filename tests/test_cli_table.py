@@ -48,6 +48,7 @@ def site(tmp_path, monkeypatch) -> Path:
     (tmp_path / "half.json").write_text(default_model_path().with_suffix(".json").read_text())
     (tmp_path / "badmodel.toml").write_text(f'[gate]\nstate_dir = "var"\n[classifier]\nmodel = "half.tflite"\n')
     (tmp_path / "native.toml").write_text('[door]\npin_factory = "native"\n')
+    (tmp_path / "lgpio.toml").write_text('[door]\npin_factory = "lgpio"\n')
     (tmp_path / "written_at.toml").write_text('[gate]\nstate_dir = "state"\n')
     (tmp_path / "state").mkdir()
     cv2.imwrite(str(tmp_path / "x.png"), np.full((64, 64, 3), 90, np.uint8))
@@ -61,8 +62,9 @@ TABLE = {
     "nan megapixels": (["test-image", "--max-megapixels", "nan", "x.png"], EXIT_USAGE, "--max-megapixels: must be more than 1e-06"),
     "inf megapixels": (["test-image", "--max-megapixels", "inf", "x.png"], EXIT_USAGE, "--max-megapixels: must be more than 1e-06"),
     "1e-7 megapixels": (["test-image", "--max-megapixels", "1e-7", "x.png"], EXIT_USAGE, "got 1e-7"),
-    "native pins off a Pi: door release": (["--settings", "native.toml", "door", "release"], EXIT_CONFIG, "door.pin_factory = 'native' cannot start"),
-    "native pins off a Pi: run": (["run", "--settings", "native.toml"], EXIT_CONFIG, "door.pin_factory = 'native' cannot start"),
+    "lgpio off a Pi: door release": (["--settings", "lgpio.toml", "door", "release"], EXIT_CONFIG, 'door.pin_factory = "lgpio": '),
+    "lgpio off a Pi: run": (["run", "--settings", "lgpio.toml"], EXIT_CONFIG, 'door.pin_factory = "lgpio": '),
+    "native pins (not offered)": (["--settings", "native.toml", "door", "release"], EXIT_CONFIG, "door.pin_factory: must be one of 'mock' or 'lgpio' (got 'native')"),
     "a frame saved as text": (["test-camera", "--seconds", "2", "--save", "frame.txt"], EXIT_USAGE, "frame.txt: not an image file name"),
     "a frame saved nowhere": (["test-camera", "--save", "/nonexistent/dir/frame.jpg"], EXIT_USAGE, "cannot write there"),
     "assets into /proc": (["assets", "fetch", "--dir", "/proc/foo"], 1, "/proc/foo: not a folder the assets can be kept in"),
