@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-confidence", type=float,
                         help="contract threshold to write (default: tuned on the run's validation split); "
                              "a grant then needs P(with_mask) at least this")
+    parser.add_argument("--min-confidence-night", type=float,
+                        help="grant floor for greyscale crops (an IR camera at night); default: --min-confidence")
     parser.add_argument("--threshold-note", help="where --min-confidence was chosen (kept in the contract)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -87,6 +89,7 @@ def _convert_one(run: TrainingRun, preset: Preset, out: Path, args: argparse.Nam
             run, preset, out, io_dtype=args.io_dtype, calibration_size=args.calibration_size,
             max_drop=args.max_drop, min_agreement=args.min_agreement,
             min_confidence=args.min_confidence, threshold_note=args.threshold_note,
+            min_confidence_night=args.min_confidence_night,
         )
     except MaskgateError as exc:
         return {"model": str(out), "status": "refused", "error": str(exc)}
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is not None and args.out.suffix != ".tflite":
         parser.error(f"--out {args.out}: the model file must end in .tflite (its contract gets .json)")
-    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
-        parser.error(f"--min-confidence {args.min_confidence}: must be within [0, 1]")
+    for name in ("min_confidence", "min_confidence_night"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            parser.error(f"--{name.replace('_', '-')} {value}: must be within [0, 1]")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

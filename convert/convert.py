@@ -244,7 +244,7 @@ def _training_data(run: TrainingRun) -> dict[str, Any]:
 
 def build_contract(
     run: TrainingRun, preset: Preset, model_path: Path, parity: ParityReport | None, min_confidence: float,
-    threshold_note: str | None = None,
+    threshold_note: str | None = None, min_confidence_night: float | None = None,
 ) -> ModelContract:
     height, width = run.input_size
     metrics: dict[str, Any] = {"training": run.metrics}
@@ -253,12 +253,13 @@ def build_contract(
     if run.config.get("real_val"):
         metrics["real_val_keras"] = run.config["real_val"]
     if threshold_note:
-        metrics["threshold"] = {"min_confidence": min_confidence, "chosen_on": threshold_note}
+        metrics["threshold"] = {"min_confidence": min_confidence, "min_confidence_night": min_confidence_night,
+                                "chosen_on": threshold_note}
     return ModelContract(
         model_sha256=file_sha256(model_path),
         input=InputSpec(height=height, width=width, pixel_range=run.pixel_range, crop_margin=run.crop_margin),
         output=OutputSpec(activation=run.activation, classes=run.classes),
-        thresholds=Thresholds(min_confidence=min_confidence),
+        thresholds=Thresholds(min_confidence=min_confidence, min_confidence_night=min_confidence_night),
         quantization=preset.value,
         preset=run.preset,
         training_data=_training_data(run),
@@ -306,12 +307,14 @@ def convert_run(
     min_agreement: float = 0.99,
     min_confidence: float | None = None,
     threshold_note: str | None = None,
+    min_confidence_night: float | None = None,
 ) -> ConversionResult:
     """Convert a training run, check parity on its whole test split, write model + contract.
 
     ``min_confidence`` sets the contract's threshold (e.g. the with_mask floor chosen on the real-face
     check for a false-accept target, described by ``threshold_note``); without it the threshold is
-    tuned on the validation split.
+    tuned on the validation split. ``min_confidence_night`` is the floor for greyscale (IR night-mode)
+    crops (None: the day floor serves both).
 
     Raises :class:`convert.parity.ParityError` (nothing installed at ``out_path``) when the
     converted model loses more than ``max_drop`` accuracy points or agrees with Keras on fewer
@@ -340,7 +343,7 @@ def convert_run(
             raise ParityError(report, out_path)
         threshold = (min_confidence if min_confidence is not None
                      else _tune_min_confidence(run, staged, test_probabilities, test_labels))
-        contract = build_contract(run, preset, staged, report, threshold, threshold_note)
+        contract = build_contract(run, preset, staged, report, threshold, threshold_note, min_confidence_night)
         write_contract(staged, contract)
         contract_path(staged).replace(contract_path(out_path))
         staged.replace(out_path)

@@ -15,7 +15,7 @@ import numpy as np
 from gate.contract import ModelContract, load_model_contract
 from gate.errors import ImageError, ModelError
 from gate.litert import load_interpreter
-from gate.preprocess import face_input
+from gate.preprocess import face_input, is_greyscale
 from gate.settings import ClassifierSettings
 from gate.types import WITH_MASK, Box, Classification
 
@@ -91,6 +91,13 @@ class MaskClassifier:
         return self._contract.thresholds.min_confidence
 
     @property
+    def min_confidence_night(self) -> float:
+        """The grant floor for greyscale (IR night-mode) crops: the contract's night floor, never
+        below :attr:`min_confidence` (a settings override that raises the day floor raises both)."""
+        night = self._contract.thresholds.min_confidence_night
+        return self.min_confidence if night is None else max(night, self.min_confidence)
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """``(height, width)`` of the model input."""
         return (self._contract.input.height, self._contract.input.width)
@@ -117,14 +124,16 @@ class MaskClassifier:
         else:
             probabilities = tuple(float(v) for v in values)
         scores = dict(zip(self._classes, probabilities))
-        return Classification(self._safe_label(scores), scores)
+        floor = self.min_confidence_night if is_greyscale(pixels) else self.min_confidence
+        return Classification(self._safe_label(scores, floor), scores, floor)
 
-    def _safe_label(self, scores: dict[str, float]) -> str:
-        """The top class, except that ``with_mask`` needs P(with_mask) ≥ the grant floor
-        (:attr:`min_confidence`): below it the face is read as the likelier of the other classes,
+    @staticmethod
+    def _safe_label(scores: dict[str, float], floor: float) -> str:
+        """The top class, except that ``with_mask`` needs P(with_mask) ≥ the grant ``floor`` (the
+        day or the night one): below it the face is read as the likelier of the other classes,
         so a label never promises more than the door would grant on it (safety first)."""
         label = max(scores, key=scores.__getitem__)
-        if label == WITH_MASK and scores[label] < self.min_confidence:
+        if label == WITH_MASK and scores[label] < floor:
             label = max((c for c in scores if c != WITH_MASK), key=scores.__getitem__)
         return label
 

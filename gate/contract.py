@@ -77,6 +77,10 @@ class OutputSpec(_Strict):
 
 class Thresholds(_Strict):
     min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # The grant floor for greyscale crops (an IR camera at night): bare faces under IR lamps fool a
+    # model more easily than in colour, and one floor for both would refuse many masked visitors by
+    # day to be safe at night. None: the day floor serves both.
+    min_confidence_night: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class ModelContract(_Strict):

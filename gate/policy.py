@@ -135,6 +135,7 @@ class _Track:
     weight: float = 0.0  # Σ decayed weights
     masked: float = 0.0  # Σ decayed weight × P(with_mask)
     incorrect: float = 0.0  # Σ decayed weight × P(incorrect_mask)
+    floor: float = 0.0  # Σ decayed weight × the classifier's grant floor (day or night) of each frame
     label: str | None = None  # the latest label the evidence read (kept while it is inconclusive)
     opened: bool | None = None  # whether the last decision covering this track opened the door (None: none did)
 
@@ -149,7 +150,7 @@ def _as_read(track: _Track, reading: str | None) -> FaceObservation:
     classes = track.latest.classification.scores
     rest = max(0.0, 1.0 - sum(averaged[c] for c in averaged if c in classes))
     scores = {c: averaged.get(c, rest) for c in classes}
-    return FaceObservation(track.latest.detection, Classification(reading, scores))
+    return FaceObservation(track.latest.detection, Classification(reading, scores, track.floor / track.weight))
 
 
 def _opens(reason: str) -> bool:
@@ -210,16 +211,19 @@ class DecisionPolicy:
         total = decay * track.weight + weight
         masked = decay * track.masked + weight * scores.get(WITH_MASK, 0.0)
         incorrect = decay * track.incorrect + weight * scores.get(INCORRECT_MASK, 0.0)
+        floor = decay * track.floor + weight * obs.classification.grant_floor
         frames = track.frames + 1
         label = track.label
         if frames >= self._settings.evidence_frames:
-            label = self._read(masked / total, incorrect / total) or label
+            label = self._read(masked / total, incorrect / total, floor / total) or label
         return replace(track, last_seen=now, latest=obs, frames=frames,
-                       weight=total, masked=masked, incorrect=incorrect, label=label)
+                       weight=total, masked=masked, incorrect=incorrect, floor=floor, label=label)
 
-    def _read(self, p_masked: float, p_incorrect: float) -> str | None:
-        """The label averaged probabilities read as, or None while they are inconclusive."""
-        if p_masked >= self.mask_bar:
+    def _read(self, p_masked: float, p_incorrect: float, grant_floor: float = 0.0) -> str | None:
+        """The label averaged probabilities read as, or None while they are inconclusive.
+        ``grant_floor``: the classifier's floors averaged like the evidence, so frames from the IR
+        camera at night hold the face to the night floor (the mask bar is the higher of the two)."""
+        if p_masked >= max(self.mask_bar, grant_floor):
             return WITH_MASK
         if 1.0 - p_masked >= self._settings.decide_confidence:
             sure_incorrect = p_incorrect >= self._settings.decide_confidence * (1.0 - p_masked)
@@ -233,8 +237,8 @@ class DecisionPolicy:
         cannot be read would change the outcome. Leaves the tracks of the stream untouched."""
         if not observations:
             return None
-        readings = [self._read(o.classification.scores.get(WITH_MASK, 0.0), o.classification.scores.get(INCORRECT_MASK, 0.0))
-                    for o in observations]
+        readings = [self._read(o.classification.scores.get(WITH_MASK, 0.0), o.classification.scores.get(INCORRECT_MASK, 0.0),
+                               o.classification.grant_floor) for o in observations]
         outcome = _verdict(self._settings.rule, [r or WITHOUT_MASK for r in readings])
         if outcome != _verdict(self._settings.rule, [r or WITH_MASK for r in readings]):
             return None

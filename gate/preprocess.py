@@ -206,6 +206,17 @@ def model_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(resized, dtype=np.uint8)
 
 
+#: Mean |channel − grey| (grey levels) under which a crop counts as greyscale: IR night mode
+#: (exactly grey frames, or grey with a little chroma noise from the camera's YUV → RGB conversion).
+GREYSCALE_SPREAD = 3.0
+
+
+def is_greyscale(pixels: np.ndarray) -> bool:
+    """Whether an RGB uint8 crop is (nearly) grey, as a camera in IR night mode sees."""
+    values = pixels.reshape(-1, 3).astype(np.int16)
+    return float(np.abs(values - values.mean(axis=1, keepdims=True)).mean()) < GREYSCALE_SPREAD
+
+
 def face_input(
     image: np.ndarray,
     size: tuple[int, int],

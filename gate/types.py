@@ -92,6 +92,7 @@ class Classification:
 
     label: str
     scores: dict[str, float]
+    grant_floor: float = 0.0  # the P(with_mask) a grant needed on this crop (day or night floor)
 
     @property
     def confidence(self) -> float:

@@ -144,3 +144,38 @@ def test_with_mask_label_needs_the_grant_floor(tiny_run: TinyRun, tiny_models: d
         demoted += below_floor
         assert safe.label == (max(others, key=others.get) if below_floor else loose.label)
     assert demoted
+
+
+def test_greyscale_crops_are_held_to_the_night_floor(tiny_run: TinyRun, tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """An IR camera's grey frames need the contract's night floor; colour frames keep the day floor."""
+    import shutil
+
+    from gate.contract import Thresholds, read_contract
+
+    model = tmp_path / "night.tflite"
+    shutil.copy(tiny_models["float32"], model)
+    contract = read_contract(tiny_models["float32"])
+    write_contract(model, contract.model_copy(update={"thresholds": Thresholds(min_confidence=0.0, min_confidence_night=1.0)}))
+    classifier = MaskClassifier(model)
+    assert classifier.min_confidence_night == 1.0
+    colour = [classifier.classify(image) for image in tiny_run.test_images]
+    grey = [classifier.classify(np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2))
+            for image in tiny_run.test_images]
+    assert all(c.grant_floor == 0.0 for c in colour) and all(g.grant_floor == 1.0 for g in grey)
+    assert any(c.label == "with_mask" for c in colour)
+    assert not any(g.label == "with_mask" and g.scores["with_mask"] < 1.0 for g in grey)
+    # A settings override that raises the day floor raises the night floor with it, never lowers it.
+    assert MaskClassifier(model, min_confidence=0.5).min_confidence_night == 1.0
+    assert MaskClassifier(tiny_models["float32"], min_confidence=0.7).min_confidence_night == 0.7
+
+
+def test_greyscale_is_grey_with_camera_chroma_noise_and_never_a_colour_face() -> None:
+    from gate.preprocess import is_greyscale
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (96, 96, 1), dtype=np.uint8), 3, axis=2)
+    noisy = np.clip(grey.astype(np.int16) + rng.integers(-2, 3, grey.shape), 0, 255).astype(np.uint8)
+    face = np.zeros((96, 96, 3), np.uint8)
+    face[:] = (200, 160, 130)  # skin
+    assert is_greyscale(grey) and is_greyscale(noisy)
+    assert not is_greyscale(face)

@@ -398,3 +398,19 @@ def test_a_still_gets_the_decision_the_stream_of_it_would_get(faces: list, setti
     assert (None if still is None else (still.verdict, still.reason)) == expected
     streamed = [d for d in (policy.update(n / FPS, [observation(*face) for face in faces]) for n in range(FPS // 2)) if d is not None]
     assert [(d.verdict, d.reason) for d in streamed] == ([] if expected is None else [expected])
+
+
+def test_night_frames_hold_a_face_to_the_night_floor() -> None:
+    """Frames the classifier marked with a higher grant floor (greyscale: IR at night) must reach it."""
+    def masked(floor: float) -> FaceObservation:
+        obs = observation(LEFT, M, 0.9)
+        return FaceObservation(obs.detection, Classification(M, obs.classification.scores, floor))
+
+    for floor, verdict in ((0.6, "grant"), (0.95, None)):
+        policy = TrackedPolicy(PolicySettings(decide_within_s=60), min_confidence=0.6)
+        decisions = [policy.update(n / FPS, [masked(floor)]) for n in range(10)]
+        taken = [d.verdict for d in decisions if d is not None]
+        assert taken == ([verdict] if verdict else [])
+    still = DecisionPolicy(PolicySettings(), min_confidence=0.6)
+    assert still.decide_still([masked(0.6)]).verdict == "grant"
+    assert still.decide_still([masked(0.95)]) is None
