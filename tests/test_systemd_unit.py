@@ -66,9 +66,9 @@ def test_lgpio_gets_a_writable_folder_and_libcamera_its_netlink_socket() -> None
     daemon and in the stop hook; /opt is read-only under ProtectSystem=strict. libcamera watches
     for cameras through a netlink (udev) socket."""
     unit = directives()
-    runtime = f"/run/{unit['RuntimeDirectory'][0]}"
-    assert "LG_WD=" + runtime in unit["Environment"] and unit["WorkingDirectory"] == [runtime]
-    assert not runtime.startswith(("/opt", "/usr", "/etc"))
+    state = f"/var/lib/{unit['StateDirectory'][0]}"  # writable under ProtectSystem=strict, and private
+    assert "LG_WD=" + state in unit["Environment"] and unit["WorkingDirectory"] == [state]
+    assert unit["StateDirectoryMode"] == ["0750"]  # nobody outside the maskgate group opens the pipes
     assert "AF_NETLINK" in unit["RestrictAddressFamilies"][0].split()
     assert not any("@resources" in line for line in unit["SystemCallFilter"])  # allowed, as part of @system-service
     assert unit["DeviceAllow"][:2] == ["char-video4linux rw", "char-gpiochip rw"]
