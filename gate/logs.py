@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -47,13 +48,21 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     quiet_opencv(level)
 
 
-def quiet_opencv(level: str) -> None:
-    """OpenCV's own log (its "[ WARN:…] … can't open" lines, written past Python's logging) only
-    shows with INFO or DEBUG: the gate reports what failed in its own words."""
-    import cv2
+#: OpenCV's log levels (the same numbers in OpenCV 4 and 5).
+_CV_LOG_ERROR, _CV_LOG_WARNING = 2, 3
 
+
+def quiet_opencv(level: str, cv2: Any = None) -> None:
+    """OpenCV's own log (its "[ WARN:…] … can't open" lines, written past Python's logging) only
+    shows with INFO or DEBUG: the gate reports what failed in its own words.
+
+    OpenCV 5 sets it through ``cv2.utils.logging``, OpenCV 4 (what a Pi with Debian 12's numpy 1.24
+    gets) through ``cv2.setLogLevel``; ``cv2`` is the module (a fake in tests)."""
+    if cv2 is None:
+        import cv2
     verbose = logging.getLevelName(level) <= logging.INFO
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_ERROR)
+    api = getattr(cv2.utils, "logging", None) or cv2
+    api.setLogLevel(_CV_LOG_WARNING if verbose else _CV_LOG_ERROR)
 
 
 _NATIVE_STDERR = threading.Lock()
