@@ -504,3 +504,18 @@ def test_confirmation_stops_after_max_rejections() -> None:
     proposals = [Detection(Box(100 * i, 100, 50, 50), 0.2, source="full_range") for i in range(5)]
     confirmed = detector.search.confirm(np.zeros((FRAME_H, FRAME_W, 3), np.uint8), proposals, 2)
     assert len(confirmed) == 0 and runs.take() == (0, 2)
+
+
+def test_a_search_for_new_faces_stops_one_rejection_after_a_face_and_skips_its_duplicates(faces) -> None:
+    detector = BlazeFaceDetector(DetectorSettings(max_rejections=3))
+    runs = ModelRuns(detector)
+    frame = door_background(1)
+    truth = paste(frame, faces[0][0], faces[0][2], 96, 400, 200)
+    face = Detection(truth, 0.9, source="full_range")
+    duplicate = Detection(Box(truth.x + 10, truth.y + 10, 40, 40), 0.8, source="full_range")  # the eyes of the same face
+    walls = [Detection(Box(20 + 90 * i, 20, 50, 50), 0.5 - 0.1 * i, source="full_range") for i in range(3)]
+    searched = detector.search.confirm(frame, [face, duplicate, *walls], 3, rejections_after_a_face=1)
+    assert [c.face.box.iou(truth) >= 0.5 for c in searched] == [True]
+    assert runs.take() == (0, 2)  # the face, then one wall: the duplicate costs nothing, the other walls are not tried
+    detector.search.confirm(frame, [face, duplicate, *walls], 3)
+    assert runs.take() == (0, 4)  # without: the duplicate is tried too, and walls until the third rejection

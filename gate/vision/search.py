@@ -84,6 +84,13 @@ class FrameHeads:
         return Box.from_corners(*boxes[best, :4]), float(scores[best])
 
 
+def is_face(proposal: Detection, faces: list[Detection]) -> bool:
+    """Whether the proposal is one of ``faces``: it overlaps it by CONFIRM_MIN_IOU, or its centre lies
+    in it (for a masked face the full-range model may propose only the eyes)."""
+    corners = np.array([face.box.corners for face in faces])
+    return bool(((iou(proposal.box.corners, corners) >= CONFIRM_MIN_IOU) | inside(corners, *proposal.box.center)).any())
+
+
 def face_in_head(head: Box) -> Box:
     """The face box inside the pose detector's head box (``HEAD_TO_FACE``)."""
     shift, width, height = HEAD_TO_FACE
@@ -121,19 +128,25 @@ class FaceSearch:
         return FrameHeads(self.heads, image, floor, self.settings.nms_iou)
 
     def confirm(self, image: np.ndarray, proposals: list[Detection], max_rejections: int | None = None,
-                rejected: list[Detection] | None = None, heads: FrameHeads | None = None) -> list[Confirmed]:
+                rejected: list[Detection] | None = None, heads: FrameHeads | None = None,
+                rejections_after_a_face: int | None = None) -> list[Confirmed]:
         """Keep the proposals the short-range model also sees on a crop around them, with its (tighter)
         box, or, failing that, those the pose detector's ``heads`` hold (none asked when None).
 
         A proposal's ``score`` is its proposing model's (for a known face: the one it was first
-        confirmed on). Tried best first; after ``max_rejections`` rejections the rest are dropped.
-        The proposals tried and rejected are appended to ``rejected`` when given. Not merged.
+        confirmed on). Tried best first; after ``max_rejections`` rejections the rest are dropped. A
+        search for new faces gives ``rejections_after_a_face``: once a face is confirmed, that many more
+        rejections end it (true faces rank before the wall patches), and a proposal on a face confirmed
+        before it (overlapping it, or centred in it) is that face, at no model run. The proposals tried
+        and rejected are appended to ``rejected`` when given. Not merged.
         """
         assert self.short is not None
         settings, confirmed, rejections = self.settings, [], 0
         for proposal in sorted(proposals, key=lambda p: -p.score):
             if max_rejections is not None and rejections >= max_rejections:
                 break
+            if rejections_after_a_face is not None and confirmed and is_face(proposal, [c.face for c in confirmed]):
+                continue
             (cx, cy), side = proposal.box.center, CONFIRM_CROP_SCALE * max(proposal.box.w, proposal.box.h)
             crop, ox, oy = square_crop(image, cx, cy, side)
             needed = settings.confirm_threshold - PROPOSAL_WEIGHT * proposal.score
@@ -154,6 +167,8 @@ class FaceSearch:
                 rejections += 1
                 if rejected is not None:
                     rejected.append(proposal)
+            if len(confirmed) == 1 and rejections_after_a_face is not None and max_rejections is not None:
+                max_rejections = min(max_rejections, rejections + rejections_after_a_face)
         return confirmed
 
     def still(self, image: np.ndarray) -> list[Detection]:

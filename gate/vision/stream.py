@@ -21,8 +21,9 @@ full pass costs a full-range run plus confirmations, and following it costs none
   known face, or centred in it, is that face): when the region of interest changed since the last
   full pass away from the known people (someone may have come; an empty, unchanged scene costs no
   model run), when a known face was lost, and at least every ``detector.full_scan_every`` frames while
-  faces are known, so a newcomer next to a known face waits at most that long. With faces known, one
-  rejection ends the search for a newcomer (one missed is looked for on the next pass). Change inside
+  faces are known, so a newcomer next to a known face waits at most that long. With faces known, or
+  once one is confirmed, one rejection ends the search for a newcomer (one missed is looked for on the
+  next pass), and a proposal on a face confirmed in the same pass is that face. Change inside
   the confirmation crops the last pass rejected waits for that schedule too, so something face-like
   that moves but is never confirmed (a face the models cannot see, a swaying plant) costs a full pass
   every ``full_scan_every`` frames instead of one every few frames;
@@ -161,10 +162,10 @@ class StreamSearch:
                 newcomers = [n and not o for n, o in zip(newcomers, overlapping)]
         # With faces known, a newcomer is the best proposal left: one rejection ends the search.
         rejections = settings.max_rejections if not candidates else 1
-        fresh = search.confirm(image, [p for p, n in zip(proposals, newcomers) if n], rejections, self.rejected, heads)
+        fresh = search.confirm(image, [p for p, n in zip(proposals, newcomers) if n], rejections, self.rejected, heads, rejections_after_a_face=1)
         candidates = candidates + [self._known(small, c) for c in fresh]
         if not candidates and settings.tile_search and self.frames_without_face % settings.tile_every == 0:
-            tiled = search.confirm(image, search.tile_proposals(image), settings.max_rejections, self.rejected)
+            tiled = search.confirm(image, search.tile_proposals(image), settings.max_rejections, self.rejected, rejections_after_a_face=1)
             candidates = [self._known(small, c) for c in tiled]
         self.frames_without_face = 0 if candidates else self.frames_without_face + 1
         return candidates
