@@ -138,12 +138,16 @@ class FaceSearch:
         search for new faces gives ``rejections_after_a_face``: once a face is confirmed, that many more
         rejections end it (true faces rank before the wall patches), and a proposal on a face confirmed
         before it (overlapping it, or centred in it) is that face, at no model run. The proposals tried
-        and rejected are appended to ``rejected`` when given. Not merged.
+        and rejected (and, in a search for new faces that found one, those set aside) are appended to
+        ``rejected`` when given. Not merged.
         """
         assert self.short is not None
         settings, confirmed, rejections = self.settings, [], 0
-        for proposal in sorted(proposals, key=lambda p: -p.score):
+        ordered = sorted(proposals, key=lambda p: -p.score)
+        for index, proposal in enumerate(ordered):
             if max_rejections is not None and rejections >= max_rejections:
+                if rejected is not None and confirmed and rejections_after_a_face is not None:
+                    rejected.extend(ordered[index:])  # set aside after a face: counted as looked at
                 break
             if rejections_after_a_face is not None and confirmed and is_face(proposal, [c.face for c in confirmed]):
                 continue
