@@ -21,9 +21,9 @@ full pass costs a full-range run plus confirmations, and following it costs none
   known face, or centred in it, is that face): when the region of interest changed since the last
   full pass away from the known people (someone may have come; an empty, unchanged scene costs no
   model run), when a known face was lost, and at least every ``detector.full_scan_every`` frames while
-  faces are known, so a newcomer next to a known face waits at most that long; while faces are
-  known, change a full pass found nobody new in waits for that schedule too (a face the models
-  cannot see, swaying beside the others). With faces known, or
+  faces are known, so a newcomer next to a known face waits at most that long; once faces are
+  known, change the last full pass looked at waits for that schedule too (a face the models cannot
+  see, swaying beside the others, would cost a full pass on every frame). With faces known, or
   once one is confirmed, one rejection ends the search for a newcomer (one missed is looked for on the
   next pass), and a proposal on a face confirmed in the same pass is that face. Change inside
   the confirmation crops the last pass rejected waits for that schedule too, so something face-like
@@ -63,9 +63,9 @@ MOVED_SHARE = 0.1
 FOLLOW_REACH = 0.25
 #: Grey-level standard deviation below which a face's look is too flat to follow (confirmed instead).
 MIN_FOLLOW_CONTRAST = 4.0
-#: While faces are known, the change a full pass found nobody new in, grown by this many pixels of the
-#: small grey frame (sway between two frames a Pi 4 takes), waits for the schedule like a rejected crop.
-QUIET_GROWTH = 5
+#: Once faces are known, the change a full pass looked at, grown by this many pixels of the small grey
+#: frame (a sway between two frames a Pi 4 takes), waits for the schedule like a rejected crop.
+QUIET_GROWTH = 8
 #: Width of a known person's region (its face's side × this, from just above the face to the bottom of
 #: the frame), where change is theirs and calls for no full pass: head, shoulders, arms.
 PERSON_WIDTH = CONFIRM_CROP_SCALE
@@ -104,7 +104,7 @@ class StreamSearch:
         self.known: list[Known] = []
         self.scene_ref: np.ndarray | None = None  # the small grey frame the last full pass looked at
         self.rejected: list[Detection] = []  # proposals the last full pass rejected: their crops were looked at
-        self.quiet: np.ndarray | None = None  # change the last full pass, with faces known, found nobody new in
+        self.quiet: np.ndarray | None = None  # change the last full pass looked at, once faces are known
         self.frames_since_full_pass = 0
         self.frames_without_face = 0
         self.frame = 0  # frames seen since the reset: when each look was taken
@@ -138,10 +138,9 @@ class StreamSearch:
         due = self.frames_since_full_pass >= settings.full_scan_every
         change = None if not gated or lost or (self.known and due) else self._change(small, [k.face for k in kept + stale], due)
         if not gated or lost or (self.known and due) or change is not None:
-            before = len(candidates)
             candidates = self._full_pass(image, small, candidates, heads)
-            # A face the models cannot see, swaying beside known ones, would cost a full pass every frame.
-            quiet = change is not None and self.known and len(candidates) == before
+            # A face the models cannot see, swaying beside found ones, would cost a full pass every frame.
+            quiet = change is not None and candidates
             self.quiet = cv2.dilate(change.astype(np.uint8), np.ones((2 * QUIET_GROWTH + 1,) * 2, np.uint8)).astype(bool) if quiet else None
         # Two hits on one face confirm the same face twice: merge them like any duplicate.
         merged, leaders = merge_faces([k.face for k in candidates], settings.nms_iou)
@@ -212,7 +211,7 @@ class StreamSearch:
         """Where the region of interest changed since the last full pass away from the known people
         (each face's column, PERSON_WIDTH wide, from just above the face to the bottom of the frame)
         and, until the scheduled pass is ``due``, away from the crops that pass rejected and from the
-        change it found nobody new in (``quiet``); None when fewer than MIN_CHANGED_PX changed."""
+        change it looked at (``quiet``); None when fewer than MIN_CHANGED_PX changed."""
         assert self.scene_ref is not None
         mask = cv2.absdiff(small, self.scene_ref) > self.settings.motion_threshold
         for face in known:
