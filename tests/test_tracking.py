@@ -3,7 +3,6 @@ keeping its track id through following, re-confirmation, a short loss and re-ide
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from gate.policy import DecisionPolicy, FaceObservation

@@ -46,7 +46,7 @@ from gate.types import Detection
 from gate.vision.blazeface import merge_faces
 from gate.vision.geometry import inside, iou, scaled_square
 from gate.vision.imageops import small_grey
-from gate.vision.search import CONFIRM_CROP_SCALE, CONFIRM_MIN_IOU, Confirmed, FaceSearch
+from gate.vision.search import CONFIRM_CROP_SCALE, CONFIRM_MIN_IOU, Confirmed, FaceSearch, FrameHeads
 from gate.vision.tracker import Tracker
 
 #: Motion is measured on the frame shrunk this many times, in grey.
@@ -136,8 +136,9 @@ class StreamSearch:
         candidates = kept + [self._known(small, c) for c in confirmed]
         self.frames_since_full_pass += 1
         due = self.frames_since_full_pass >= settings.full_scan_every
-        change = None if not gated or lost or (self.known and due) else self._change(small, [k.face for k in kept + stale], due)
-        if not gated or lost or (self.known and due) or change is not None:
+        scheduled = not gated or lost or bool(self.known and due)
+        change = None if scheduled else self._change(small, [k.face for k in kept + stale], due)
+        if scheduled or change is not None:
             candidates = self._full_pass(image, small, candidates, heads)
             # A face the models cannot see, swaying beside found ones, would cost a full pass every frame.
             quiet = change is not None and candidates
@@ -153,7 +154,7 @@ class StreamSearch:
     def _known(self, small: np.ndarray, confirmed: Confirmed) -> Known:
         return Known(confirmed.face, Look(small, confirmed.face, self.frame, confirmed.proposal), confirmed.proposal)
 
-    def _full_pass(self, image: np.ndarray, small: np.ndarray, candidates: list[Known], heads) -> list[Known]:
+    def _full_pass(self, image: np.ndarray, small: np.ndarray, candidates: list[Known], heads: FrameHeads) -> list[Known]:
         """Full-range proposals away from the known faces confirmed, then the tile search when due."""
         settings, search = self.settings, self.search
         self.frames_since_full_pass = 0
