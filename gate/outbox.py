@@ -8,6 +8,8 @@ Durability choices (an SD card on a Pi whose power may be cut at any moment):
 * ``synchronous=FULL`` for :meth:`record`: in WAL mode NORMAL only syncs at checkpoints, so a
   power cut could silently lose the last events *after* the relay has fired. FULL fsyncs the WAL
   at each commit: one fsync per decision (a few per minute) is cheap.
+* Small pages (:data:`PAGE_SIZE`): an event's commit rewrites three pages (row, id index,
+  counters), so the page size sets the bytes written per event (SD card wear).
 * The WAL is checkpointed every :data:`WAL_CHECKPOINT_PAGES` pages and cut back to
   :data:`WAL_LIMIT_BYTES` after each checkpoint: SQLite's default lets it grow to ~4 MB and keeps
   that size for good (each event adds ~20 kB to it, a soak's outbox file grew for hours).
@@ -48,7 +50,8 @@ log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4D474F58  # "MGOX": marks the file as a maskgate outbox
 SCHEMA_VERSION = 1
-WAL_CHECKPOINT_PAGES = 64  # 4 kB pages: the WAL is folded into the database every ~256 kB
+PAGE_SIZE = 1024  # an event touches 3 pages per commit: 1 kB pages write ~3 kB of WAL, not ~12 kB (files made before keep 4 kB)
+WAL_CHECKPOINT_PAGES = 256  # the WAL is folded into the database every 256 pages (256 kB of 1 kB pages)
 WAL_LIMIT_BYTES = 256 * 1024
 FREE_MARGIN_BYTES = 64 * 1024  # free space that counts as "space came back": a few events' worth
 SQLITE_FULL, SQLITE_IOERR = 13, 10  # primary result codes: the disk refused the write
@@ -100,6 +103,7 @@ class Outbox:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the first table: fixed for the file's life
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             log.info("outbox %s created", self.path)
