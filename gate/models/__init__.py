@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL_NAME = "maskgate-compact-3c-int8.tflite"
+DEFAULT_MODEL_NAME = "maskgate-mobilenetv2-0.35-3c-int8.tflite"
 
 
 def default_model_path() -> Path:
