@@ -1,6 +1,6 @@
 """Per-stage latency of the gate's loop on one core, end-to-end fps, decision latency, Pi 4 estimate.
 
-    .venv/bin/python benchmarks/bench_gate.py [--model gate/models/maskgate-compact-3c-int8.tflite] [--cpu 0]
+    .venv/bin/python benchmarks/bench_gate.py [--model gate/models/maskgate-mobilenetv2-0.35-3c-int8.tflite] [--cpu 0]
 
 What runs: the real parts in one process, as ``Gate.step`` chains them (capture/decode → detect →
 classify each face → policy), LiteRT on one thread each, the process pinned to one core. The

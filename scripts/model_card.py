@@ -45,6 +45,25 @@ REALMASK_CREDIT = ("real photos: `realmask` crops of the public GitHub repositor
                    "[chandrikadeb7/Face-Mask-Detection](https://github.com/chandrikadeb7/Face-Mask-Detection) "
                    "(MIT-licensed repository; its authors collected the images from the web), credited as its "
                    "dataset card asks; the images are never committed here")
+REALCROWD_CREDIT = ("`realcrowd` crops of the public 853-photo face mask detection set as copied in the public "
+                    "GitHub repository [marellanoc/MaskON](https://github.com/marellanoc/MaskON) (MIT-licensed "
+                    "repository; rights in individual photos unclear), never committed here")
+
+
+def _credits(real_dirs: list[str]) -> str:
+    return REALMASK_CREDIT + ("; " + REALCROWD_CREDIT if any("realcrowd" in str(d) for d in real_dirs) else "")
+
+
+def _backbone_row(run: dict) -> str:
+    """The pretrained start of a backbone model: which file (and its SHA-256) it was."""
+    backbone = run.get("backbone")
+    if not backbone:
+        return ""
+    digest = f", SHA-256 `{backbone['sha256']}`" if backbone.get("sha256") else ""
+    return (f"| pretrained start | ImageNet weights of Keras' MobileNetV2 base (`{Path(backbone['weights']).name}`{digest}; "
+            f"Keras application weights, Apache-2.0; `weights=\"imagenet\"` in Keras gives the same); head trained "
+            f"{backbone['head_epochs']} epochs on frozen features, then fine-tuned from `{backbone['fine_tune_from']}` "
+            f"with BatchNorm frozen |\n")
 
 
 def _train_commands(run_dir: Path, config: dict) -> str:
@@ -56,7 +75,16 @@ def _train_commands(run_dir: Path, config: dict) -> str:
     split = config["split"]
     extra = "".join(f" --{k.replace('_', '-')} {config[k]}" for k in ("input_size", "augment", "init_from") if config.get(k))
     extra += "".join(f" --real {d}" for d in config.get("real_dirs") or [])
-    if config.get("learning_rate") and config.get("init_from"):
+    if config.get("backbone_weights"):  # a backbone run: its two stages, sampling and selection
+        extra += f" --backbone-weights {config['backbone_weights']}"
+        extra += "".join(f" --{k.replace('_', '-')} {config[k]}" for k in ("head_epochs", "fine_tune_from") if config.get(k))
+        if config.get("head_epochs"):
+            extra += f" --head-learning-rate {config['head_learning_rate']:g}"
+        extra += "".join(f" --{k.replace('_', '-')} {config[k]}" for k, plain in (("sampling", "shuffle"), ("select_on", "all"))
+                         if config.get(k, plain) != plain)
+    if config.get("steps_per_epoch"):
+        extra += f" --steps-per-epoch {config['steps_per_epoch']}"
+    if config.get("learning_rate") and (config.get("init_from") or config.get("backbone_weights")):
         extra += f" --learning-rate {config['learning_rate']:g}"
     lines.append(f".venv/bin/maskgate-train train --dataset {config['dataset_dir']} --out {run_dir} --preset {config['preset']} "
                  f"--classes {config['classes']}{extra} --epochs {config['epochs']} --patience {config['patience']} "
@@ -70,10 +98,21 @@ def _sources(config: dict) -> dict:
     return json.loads(summary.read_text()).get("sources", {}) if summary.is_file() else {}
 
 
-def _per_class(config: dict) -> int:
-    """Images per class of the build the run used (its summary.json), 2000 when it is gone."""
-    summary = Path(config["dataset_dir"]) / "summary.json"
-    return json.loads(summary.read_text()).get("per_class", 2000) if summary.is_file() else 2000
+def _build_command(config: dict) -> str:
+    """The ``build-dataset`` line of the run's data, from the build's summary.json (what older builds
+    did not record is taken as they did it: each real folder's bare train faces, grouped by its manifest)."""
+    path = Path(config["dataset_dir"]) / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    line = f".venv/bin/maskgate-train build-dataset --out {config['dataset_dir']} --per-class {summary.get('per_class', 2000)}"
+    if "own_faces_dirs" in summary:
+        line += "".join(f" --own-faces {d}" for d in summary["own_faces_dirs"])
+        if summary.get("own_faces_groups"):
+            line += f" --own-faces-groups {summary['own_faces_groups']}"
+        if summary.get("own_faces_split", "identity") != "identity":
+            line += f" --own-faces-split {summary['own_faces_split']}"
+        return line
+    return line + "".join(f" --own-faces {d}/train/without_mask --own-faces-groups {d}/manifest.csv"
+                          for d in config.get("real_dirs") or [])
 
 
 def _real_check(path: Path | None, sha256: str) -> tuple[dict | None, str]:
@@ -135,13 +174,18 @@ def card(model: Path, run_dir: Path, folder: Path = Path("models"), realcheck: P
     real_dirs = config.get("real_dirs") or []
     data = (f"synthetic faces (GAN faces from `gan-face-generate` and the real bare faces of `realmask/train`, masks "
             f"rendered on MediaPipe face landmarks, hard negatives; see the README) plus the real photos of "
-            f"{', '.join(f'`{d}`' for d in real_dirs)} (`train/` to train, `val/` to validate); {REALMASK_CREDIT}"
+            f"{', '.join(f'`{d}`' for d in real_dirs)} (`train/` to train, `val/` to validate); {_credits(real_dirs)}"
             if real_dirs else "the project's synthetic dataset (GAN faces from `gan-face-generate`, masks rendered on "
             "MediaPipe face landmarks, hard negatives; see the README)")
+    night = ("" if contract.thresholds.min_confidence_night is None else
+             f" (≥ {contract.thresholds.min_confidence_night:.4g} on greyscale crops: an IR camera at night)")
     agreement = parity.get("min_agreement", 0.99)
     convert_args = f" --min-agreement {agreement:g}" if agreement != 0.99 else ""
     if chosen != "the validation split":
-        convert_args += f" --min-confidence {threshold:g} --threshold-note \"{chosen}\""
+        convert_args += f" --min-confidence {threshold:g}"
+        if contract.thresholds.min_confidence_night is not None:
+            convert_args += f" --min-confidence-night {contract.thresholds.min_confidence_night:g}"
+        convert_args += f" --threshold-note \"{chosen}\""
     return f"""# Model card: `{model.name}`
 
 *Generated by `scripts/model_card.py {model} {run_dir}{f' --realcheck {realcheck}' if realcheck else ''}` from the files that measured it.*
@@ -152,13 +196,13 @@ def card(model: Path, run_dir: Path, folder: Path = Path("models"), realcheck: P
 | architecture | `{run['preset']}` preset: {run['params']:,} parameters, {run['macs'] / 1e6:.1f} M multiply-accumulates per face |
 | input | {contract.input.height}×{contract.input.width} {contract.input.color_order}, raw pixels {list(contract.input.pixel_range)}, square crop with margin {contract.input.crop_margin} around the detector's box |
 | quantisation | {contract.quantization}, file {size_kib:.0f} KiB |
-| threshold (contract `min_confidence`) | {threshold:.4g}: a face counts only when its top class has at least this probability, so a grant needs P(with_mask) ≥ {threshold:.4g}; chosen on {chosen} |
-| SHA-256 | `{file_sha256(model)}` |
+| threshold (contract `min_confidence`) | {threshold:.4g}: a face counts only when its top class has at least this probability, so a grant needs P(with_mask) ≥ {threshold:.4g}{night}; chosen on {chosen} |
+{_backbone_row(run)}| SHA-256 | `{file_sha256(model)}` |
 
 ## How it was made
 
 ```sh
-.venv/bin/maskgate-train build-dataset --out {config['dataset_dir']} --per-class {_per_class(config)}{''.join(f' --own-faces {d}/train/without_mask --own-faces-groups {d}/manifest.csv' for d in real_dirs)}
+{_build_command(config)}
 {_train_commands(run_dir, config)}
 .venv/bin/maskgate-convert {run_dir} --preset int8 --out {model}{convert_args}
 .venv/bin/python scripts/model_card.py {model} {run_dir}{f' --realcheck {realcheck}' if realcheck else ''}

@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.broker,
     pytest.mark.skipif(not HAVE_MOSQUITTO, reason="needs mosquitto, mosquitto_passwd and openssl (apt-get install mosquitto mosquitto-clients openssl)"),
     pytest.mark.skipif(not (MODEL.exists() and MODEL.with_suffix(".json").exists()),
-                       reason=f"the shipped model {MODEL} and its contract .json are not there (yet): train and convert compact-3c"),
+                       reason=f"the shipped model {MODEL} and its contract .json are not there (yet): train and convert mnv2-3c (scripts/train_all.sh)"),
     pytest.mark.timeout(180),
 ]
 

@@ -380,6 +380,8 @@ def build_dataset(config: BuildConfig, progress: Callable[[int, int], None] | No
         "skipped_files": source.skipped_files,
         "sources": dict(Counter(str(r["source"]).split(":")[0] for r in rows)),
         "seed": config.seed, "size": config.size, "per_class": config.per_class,
+        "own_faces_dirs": [str(d) for d in config.own_faces_dirs], "own_faces_split": config.own_faces_split,
+        "own_faces_groups": str(config.own_faces_groups) if config.own_faces_groups else None,
         "out_dir": str(out), "manifest": str(manifest), "contact_sheet": str(contact_sheet),
     }
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k not in ("out_dir", "manifest", "contact_sheet")}, indent=2, sort_keys=True))
