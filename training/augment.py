@@ -131,8 +131,9 @@ class RandomInfrared(keras.layers.Layer):
     """Night-mode IR on a random share of the images (training only): greyscale, contrast stretched
     ×1.2-1.7 about the mean, the mean moved to 110-150 (IR lamps light faces evenly and brightly).
 
-    Plain greyscale is not enough: on the real-face check IR pictures of bare faces were granted
-    13 % of the time by a model trained with greyscale alone (benchmarks/results/realcheck-compare.md).
+    Door cameras switch to IR at night, the real-face check's worst condition. Alone it did not lower
+    the IR false accepts of a top-blocks fine-tune (README, "How the shipped model was chosen"); the
+    shipped model has it with a deeper fine-tune, and the contract's night floor does the rest.
     """
 
     def __init__(self, probability: float = 0.15, seed: int | None = None, **kwargs):
