@@ -48,7 +48,8 @@ class StillCheck:
             observations = [FaceObservation(f, self._classifier.classify(image, f.box if self._detector else None)) for f in faces]
             result["faces"] = [
                 {"box": o.detection.box.as_list(), "label": o.classification.label,
-                 "scores": {k: round(v, 4) for k, v in o.classification.scores.items()}, "detector_score": round(o.detection.score, 4)}
+                 "scores": {k: round(v, 4) for k, v in o.classification.scores.items()},
+                 "grant_floor": o.classification.grant_floor, "detector_score": round(o.detection.score, 4)}
                 for o in observations
             ]
             decision = self._policy.decide_still(observations)
@@ -72,7 +73,7 @@ def format_result(result: dict[str, Any], as_json: bool) -> str:
     lines = [f"{result['path']}: {len(result['faces'])} face(s) → {decision['verdict'] or 'no decision'} ({decision['reason']})"]
     for face in result["faces"]:
         scores = " ".join(f"{k}={v:.3f}" for k, v in face["scores"].items())
-        lines.append(f"  box {face['box']}  {face['label']:<15} {scores}")
+        lines.append(f"  box {face['box']}  {face['label']:<15} {scores}  (grant floor {face['grant_floor']:.3g})")
     if result["error"]:
         lines.append(f"  ERROR {result['error']}")
     return "\n".join(lines)
