@@ -154,7 +154,7 @@ check 78 "operator: gate-cli door release (pin_factory lgpio, and Debian has no 
     as_operator "gate-cli door release"
 check 0 "systemd-analyze verify /etc/systemd/system/maskgate.service" inside systemd-analyze verify /etc/systemd/system/maskgate.service
 check 0 "systemctl is-enabled maskgate.service" inside systemctl is-enabled maskgate.service
-check 0 "LG_WD and the runtime folder in the installed unit" inside grep -E '^(RuntimeDirectory|WorkingDirectory|Environment=LG_WD)' /etc/systemd/system/maskgate.service
+check 0 "lgpio's folder in the installed unit (LG_WD, WorkingDirectory)" inside grep -E '^(WorkingDirectory|Environment=LG_WD)=' /etc/systemd/system/maskgate.service
 
 say "$(date -u +%Y-%m-%d) pi_smoke: $failures failure(s)"
 exit $((failures > 0))
