@@ -94,7 +94,7 @@ train() {  # name, dataset, then maskgate-train train arguments
 REAL=${REALS[0]:-}
 # The shipped model: MobileNetV2 from ImageNet weights; masks rendered on every real folder's bare *train*
 # faces (all of them train: the real val folders validate and choose the epoch), the real photos themselves,
-# square-root sampling, then the head alone for 3 epochs and the top blocks (from block_8) for 17.
+# square-root sampling, then the head alone for 3 epochs and the blocks from block_5 on for 17.
 if [[ ",$ONLY," == *",mnv2-3c,"* && ${#REALS[@]} -gt 0 ]]; then
   if [[ ! -f data/mix-real-3c/summary.json ]]; then
     own=(); for real in "${REALS[@]}"; do own+=(--own-faces "$real/train/without_mask"); done
@@ -104,7 +104,7 @@ if [[ ",$ONLY," == *",mnv2-3c,"* && ${#REALS[@]} -gt 0 ]]; then
   fi
   reals=(); for real in "${REALS[@]}"; do reals+=(--real "$real"); done
   train mnv2-3c data/mix-real-3c --preset mobilenetv2-0.35 --classes 3 --input-size 96 --backbone-weights "$WEIGHTS" \
-    --head-epochs 3 --fine-tune-from block_8_expand --epochs 20 --learning-rate 3e-4 --steps-per-epoch 250 \
+    --head-epochs 3 --fine-tune-from block_5_expand --epochs 20 --learning-rate 3e-4 --steps-per-epoch 250 \
     --sampling sqrt --select-on real "${reals[@]}" --train-per-class 1928 --val-per-class 336 --test-per-class 336 --patience 0
 elif [[ ",$ONLY," == *",mnv2-3c,"* ]]; then
   echo "$(date -Is) mnv2-3c skipped: give the real photos with --real DIR (realmask, realcrowd)"
