@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gate.models import default_model_path  # noqa: E402
+from tests.settings_files import to_toml  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -55,22 +56,6 @@ def clip_visitors_per_minute(path: Path) -> float:
     frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     return 4 / (frames / fps) * 60
-
-
-def toml(sections: dict[str, dict[str, Any]]) -> str:
-    """Just enough TOML for a settings file: tables of scalars, nested tables, None left out."""
-    lines: list[str] = []
-
-    def table(name: str, values: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items() if value is not None and not isinstance(value, dict))
-        for key, value in values.items():
-            if isinstance(value, dict):
-                table(f"{name}.{key}", value)
-
-    for name, values in sections.items():
-        table(name, values)
-    return "\n".join(lines) + "\n"
 
 
 class GateSite:
@@ -100,7 +85,7 @@ class GateSite:
         }
         for name, values in self.extra.items():
             sections[name] = {**sections.get(name, {}), **values}
-        self.settings_file.write_text(toml(sections))
+        self.settings_file.write_text(to_toml(sections))
 
     def start(self) -> None:
         self.write_settings()

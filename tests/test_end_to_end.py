@@ -27,6 +27,7 @@ from gate.events import Event
 from gate.models import default_model_path
 from gate.outbox import Outbox
 from gate.settings import MqttSettings, OutboxSettings, load_settings
+from tests.settings_files import to_toml
 from tests.broker import GATE_ID, HAVE_MOSQUITTO, Broker, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,22 +45,6 @@ pytestmark = [
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def to_toml(sections: dict[str, dict[str, Any]]) -> str:
-    """Just enough TOML for a settings file: tables of scalars and lists, nested tables, None left out."""
-    lines: list[str] = []
-
-    def table(name: str, values: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items() if value is not None and not isinstance(value, dict))
-        for key, value in values.items():
-            if isinstance(value, dict):
-                table(f"{name}.{key}", value)
-
-    for name, values in sections.items():
-        table(name, values)
-    return "\n".join(lines) + "\n"
 
 
 class GateProcess:

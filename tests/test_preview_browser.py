@@ -22,7 +22,7 @@ import pytest
 
 from gate.models import default_model_path
 from gate.annotate import LABEL_COLOURS
-from tests.test_end_to_end import to_toml
+from tests.settings_files import to_toml
 from tests.test_preview import free_port, get
 
 REPO = Path(__file__).resolve().parent.parent
