@@ -303,7 +303,7 @@ def run(config: TrainConfig) -> Path:
     if config.resume:
         progress = json.loads((run_dir / PROGRESS).read_text())
         done, past = int(progress["epochs_done"]), progress["history"]
-        model = keras.models.load_model(run_dir / CHECKPOINT, compile=False)
+        model = keras.models.load_model(run_dir / CHECKPOINT)  # with its optimizer state and trainable flags
         log.info("resuming %s after epoch %d of %d", run_dir, done, config.epochs)
     else:
         model = make_model(config.preset, config.classes, config.input_size, config.backbone_weights)
@@ -323,12 +323,12 @@ def run(config: TrainConfig) -> Path:
     for stage in _stages(config):
         if done >= stage.last_epoch:
             continue
-        if config.preset in BACKBONES:
-            set_backbone_trainable(model, stage.unfreeze_from)
-        # A fresh optimizer per stage (and on resume); the cosine schedule is placed where the stage stood.
-        model = compile_model(model, config.preset, stage.learning_rate, config.label_smoothing,
-                              total_steps=steps * (stage.last_epoch - stage.first_epoch))
-        model.optimizer.iterations.assign(steps * (max(done, stage.first_epoch) - stage.first_epoch))
+        if done <= stage.first_epoch:  # a stage starting now: its trainable set and a fresh optimizer
+            if config.preset in BACKBONES:
+                set_backbone_trainable(model, stage.unfreeze_from)
+            model = compile_model(model, config.preset, stage.learning_rate, config.label_smoothing,
+                                  total_steps=steps * (stage.last_epoch - stage.first_epoch))
+        # else: resumed inside this stage; the checkpoint carries its trainable set and optimizer (schedule step included)
         best_so_far = min(history_so_far.get("val_loss", [math.inf]))
         callbacks = [
             keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_loss", save_best_only=True,
