@@ -38,7 +38,22 @@ import tensorflow as tf
 NAME_PREFIX = "augment_"
 
 
-class RandomJpegQuality(keras.layers.Layer):
+class _RandomShare(keras.layers.Layer):
+    """A training-only change applied to a random share (``probability``) of the images; shape-preserving."""
+
+    def __init__(self, probability: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.seed = seed
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+
+
+class RandomJpegQuality(_RandomShare):
     """Re-encode a random share of the batches as JPEG at a random quality per image (training only).
 
     The coin is tossed per batch, not per image: encoding is the dearest step of the pipeline, and
@@ -47,11 +62,9 @@ class RandomJpegQuality(keras.layers.Layer):
 
     def __init__(self, probability: float = 0.5, min_quality: int = 25, max_quality: int = 95,
                  seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.probability = probability
+        super().__init__(probability, seed, **kwargs)
         self.min_quality = min_quality
         self.max_quality = max_quality
-        self.seed = seed
 
     def _one(self, image: tf.Tensor) -> tf.Tensor:
         unit = tf.clip_by_value(image / 255.0, 0.0, 1.0)
@@ -65,12 +78,8 @@ class RandomJpegQuality(keras.layers.Layer):
         apply = tf.random.uniform([], seed=self.seed) < self.probability
         return tf.cond(apply, degrade, lambda: images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed,
-                "min_quality": self.min_quality, "max_quality": self.max_quality}
+        return {**super().get_config(), "min_quality": self.min_quality, "max_quality": self.max_quality}
 
 
 class RandomSensorNoise(keras.layers.Layer):
@@ -97,16 +106,14 @@ class RandomSensorNoise(keras.layers.Layer):
         return {**super().get_config(), "max_stddev": self.max_stddev, "seed": self.seed}
 
 
-class RandomResample(keras.layers.Layer):
+class RandomResample(_RandomShare):
     """Downscale a random share of the images by a per-batch factor and scale them back up (training only)."""
 
     def __init__(self, probability: float = 0.3, min_factor: float = 0.25, max_factor: float = 0.8,
                  seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.probability = probability
+        super().__init__(probability, seed, **kwargs)
         self.min_factor = min_factor
         self.max_factor = max_factor
-        self.seed = seed
 
     def call(self, images, training=None):
         if not training:
@@ -119,15 +126,11 @@ class RandomResample(keras.layers.Layer):
         apply = tf.random.uniform(tf.concat([tf.shape(images)[:1], [1, 1, 1]], 0), seed=self.seed) < self.probability
         return tf.where(apply, degraded, images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed,
-                "min_factor": self.min_factor, "max_factor": self.max_factor}
+        return {**super().get_config(), "min_factor": self.min_factor, "max_factor": self.max_factor}
 
 
-class RandomInfrared(keras.layers.Layer):
+class RandomInfrared(_RandomShare):
     """Night-mode IR on a random share of the images (training only): greyscale, contrast stretched
     ×1.2-1.7 about the mean, the mean moved to 110-150 (IR lamps light faces evenly and brightly).
 
@@ -137,9 +140,7 @@ class RandomInfrared(keras.layers.Layer):
     """
 
     def __init__(self, probability: float = 0.15, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.probability = probability
-        self.seed = seed
+        super().__init__(probability, seed, **kwargs)
 
     def call(self, images, training=None):
         if not training:
@@ -154,14 +155,8 @@ class RandomInfrared(keras.layers.Layer):
         apply = tf.random.uniform(per_image, seed=self.seed) < self.probability
         return tf.where(apply, infrared, images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
-    def get_config(self):
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
-
-
-class RandomDoorLight(keras.layers.Layer):
+class RandomDoorLight(_RandomShare):
     """Low light or backlight on a random share of the images (training only).
 
     Low light scales the picture down (gain 0.25-0.7) and flattens it; backlight darkens the centre
@@ -169,9 +164,7 @@ class RandomDoorLight(keras.layers.Layer):
     """
 
     def __init__(self, probability: float = 0.3, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.probability = probability
-        self.seed = seed
+        super().__init__(probability, seed, **kwargs)
 
     def call(self, images, training=None):
         if not training:
@@ -191,12 +184,6 @@ class RandomDoorLight(keras.layers.Layer):
         pick = tf.random.uniform(per_image, seed=self.seed)
         out = tf.where(pick < self.probability / 2, low, tf.where(pick < self.probability, back, images))
         return tf.clip_by_value(out, 0.0, 255.0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
 
 
 #: Geometric strength → (rotation in degrees, shift, shear, zoom: a (zoom-in, zoom-out) pair or one value for both).
